@@ -1,0 +1,96 @@
+"""A tiny numpy model and adapter for fast orchestration tests (no ML framework)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tuner.adapters.base import Adapter
+from tuner.errors import ModelError
+from tuner.records import Injection
+
+
+class NumpyModel:
+    """Softmax or linear regression trained by minibatch gradient descent."""
+
+    def __init__(self, n_in, n_out, *, fail_at=None, nan_at=None, sleep=0.0):
+        rng = np.random.default_rng(0)
+        self.W = rng.normal(0, 0.01, (n_in, n_out))
+        self.b = np.zeros(n_out)
+        self.fail_at, self.nan_at, self.sleep = fail_at, nan_at, sleep
+        self.l2 = 0.0
+
+
+class NumpyAdapter(Adapter):
+    framework = "numpy"
+    extra = "core"
+
+    @classmethod
+    def accepts(cls, model):
+        return isinstance(model, NumpyModel)
+
+    def regularize(self, params, builder_read):
+        out = []
+        if "l2" in params and "l2" not in builder_read:
+            self.model.l2 = float(params["l2"])
+            out.append(Injection("l2", True, f"L2 {self.model.l2:g} on W"))
+        if "dropout" in params:
+            out.append(Injection("dropout", False, "not applicable to a linear model"))
+        return out
+
+    def _k(self):
+        return self.task.n_classes if self.task.is_classification else self.task.n_outputs
+
+    def check_output(self, X, y):
+        if self.model.W.shape[1] != self._k():
+            raise ModelError(f"model outputs {self.model.W.shape[1]} values, task needs {self._k()}")
+
+    def fit(self, X, y, params, hooks):
+        m, bs = self.model, int(params.get("batch_size", 32))
+        rng = np.random.default_rng(self.settings.seed)
+        for epoch in range(hooks.max_epochs):
+            lr = hooks.learning_rate(epoch)
+            if m.fail_at == epoch:
+                raise ValueError(f"shape error at epoch {epoch}")
+            if m.sleep:
+                time.sleep(m.sleep)
+            order = rng.permutation(len(X))
+            for i in range(0, len(X), bs):
+                idx = order[i : i + bs]
+                xb, yb = X[idx], y[idx]
+                out = xb @ m.W + m.b
+                if self.task.is_classification:
+                    p = np.exp(out - out.max(1, keepdims=True))
+                    p /= p.sum(1, keepdims=True)
+                    p[np.arange(len(yb)), yb] -= 1
+                    grad = p / len(yb)
+                else:
+                    grad = (out - yb.reshape(len(yb), -1)) * 2 / len(yb)
+                m.W -= lr * (xb.T @ grad + 2 * m.l2 * m.W)
+                m.b -= lr * grad.sum(0)
+            if m.nan_at == epoch:
+                m.W[:] = np.nan
+            if hooks.epoch_end(epoch):
+                break
+
+    def predict(self, X):
+        out = X @ self.model.W + self.model.b
+        if not self.task.is_classification:
+            return out
+        p = np.exp(out - out.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def get_state(self):
+        return self.model.W.copy(), self.model.b.copy()
+
+    def set_state(self, state):
+        self.model.W, self.model.b = state[0].copy(), state[1].copy()
+
+
+def blobs(n=300, k=3, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centers = rng.normal(0, 2, (k, d))
+    X = (centers[y] + rng.normal(0, 1.5, (n, d))).astype(np.float32)
+    return X, y

@@ -1,0 +1,48 @@
+"""regtuner: find the regularization settings that make a neural network generalize.
+
+``from tuner import tune``. Frameworks (Keras, torch, Ray) and MLflow load lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "tune",
+    "Result",
+    "HyperParameters",
+    "SearchSpace",
+    "TunerError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from tuner.api import tune
+    from tuner.errors import ConfigError, DataError, ModelError, TunerError
+    from tuner.hp import HyperParameters
+    from tuner.result import Result
+    from tuner.space import SearchSpace
+
+_LAZY = {
+    "tune": "tuner.api",
+    "Result": "tuner.result",
+    "HyperParameters": "tuner.hp",
+    "SearchSpace": "tuner.space",
+    "TunerError": "tuner.errors",
+    "ConfigError": "tuner.errors",
+    "DataError": "tuner.errors",
+    "ModelError": "tuner.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -1,0 +1,184 @@
+"""Optuna study plumbing shared by executors: sampler, pruner, storage, resume, records."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import ConfigError
+from tuner.records import Injection, TrialRecord
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "ATTR",
+    "DEFAULT_STORAGE",
+    "storage_url",
+    "make_sampler",
+    "make_pruner",
+    "open_study",
+    "record_attrs",
+    "record_from_trial",
+    "finished_count",
+]
+
+#: user-attr key under which a trial keeps its record
+ATTR = "regtuner"
+DEFAULT_STORAGE = ".regtuner/studies.db"
+
+
+def storage_url(storage: str | os.PathLike[str] | None) -> str:
+    """An RDB URL for ``storage`` (None: ``$REGTUNER_STORAGE`` or ``./.regtuner/studies.db``).
+
+    A SQLite file's folder is created and checked for writing here, before any trial runs.
+    """
+    storage = storage or os.environ.get("REGTUNER_STORAGE") or DEFAULT_STORAGE
+    url = str(storage)
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(path, timeout=30)
+            con.execute("CREATE TABLE IF NOT EXISTS regtuner_probe (x INTEGER)")
+            con.execute("DROP TABLE regtuner_probe")
+            con.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"study storage {path} cannot be written ({exc}). Pass storage= a writable path "
+                "or set REGTUNER_STORAGE, and check free disk space."
+            ) from None
+    return url
+
+
+def make_sampler(seed: int, n_trials: int, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """Seeded multivariate TPE; ``offset`` (trials already run) keeps a resumed study from replaying."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed + offset,
+            multivariate=True,
+            group=True,
+            n_startup_trials=min(10, max(4, n_trials // 4)),
+            constant_liar=True,
+        )
+
+
+def make_pruner(max_epochs: int, multi: bool) -> optuna.pruners.BasePruner:
+    """Median pruning after a few trials and epochs; none for Pareto searches (Optuna cannot)."""
+    import optuna
+
+    if multi:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=5, n_warmup_steps=max(2, min(10, max_epochs // 5)), interval_steps=1
+    )
+
+
+def open_study(
+    name: str,
+    storage: str,
+    directions: tuple[str, ...],
+    *,
+    resume: bool,
+    explicit_name: bool,
+    sampler: Any,
+    pruner: Any,
+    attrs: Mapping[str, Any],
+) -> optuna.Study:
+    """Create the study, or load it with ``resume``; mark trials left RUNNING by a dead process failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by regtuner
+    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+    exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}
+    if exists and not resume and explicit_name:
+        raise ConfigError(
+            f"a study named {name!r} already exists in {storage}; pass resume=True to continue it, "
+            "or choose another study_name."
+        )
+    if exists and resume:
+        study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
+        _check_same(study, attrs)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            rdb.set_trial_user_attr(t._trial_id, "interrupted", True)
+            rdb.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        return study
+    study = optuna.create_study(
+        study_name=name, storage=rdb, directions=list(directions), sampler=sampler, pruner=pruner
+    )
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def _check_same(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
+    for key in ("fingerprint", "objective", "space"):
+        old, new = study.user_attrs.get(key), attrs.get(key)
+        if old is not None and new is not None and old != new:
+            raise ConfigError(
+                f"cannot resume study {study.study_name!r}: its {key} was {old!r} and is now {new!r}. "
+                "Resume with the same data, objective and space, or start a new study_name."
+            )
+
+
+def record_attrs(record: TrialRecord) -> dict[str, Any]:
+    """The JSON-able form of a record kept in the Optuna storage."""
+    keys = sorted({k for epoch in record.epochs for k in epoch})
+    return {
+        "state": record.state,
+        "params": {k: v for k, v in record.params.items()},
+        "values": list(record.values) if record.values is not None else None,
+        "history": {k: [e.get(k) for e in record.epochs] for k in keys},
+        "best_epoch": record.best_epoch,
+        "injected": [[i.knob, i.applied, i.detail] for i in record.injected],
+        "error": record.error,
+        "traceback": record.traceback,
+        "duration": record.duration,
+        "framework": record.framework,
+    }
+
+
+def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """Rebuild a record from storage (works for trials run by any process or executor)."""
+    data = trial.user_attrs.get(ATTR)
+    if data is None:  # never reached the end of run_trial (killed, or failed before)
+        error = "interrupted: the process running this trial stopped" if trial.user_attrs.get(
+            "interrupted"
+        ) else "no record"
+        return TrialRecord(number=trial.number, params=dict(trial.params), state="failed", error=error)
+    history = data.get("history") or {}
+    n = max((len(v) for v in history.values()), default=0)
+    epochs = tuple({k: v[i] for k, v in history.items() if v[i] is not None} for i in range(n))
+    return TrialRecord(
+        number=trial.number,
+        params=data.get("params") or dict(trial.params),
+        state=data["state"],
+        values=tuple(data["values"]) if data.get("values") is not None else None,
+        epochs=epochs,
+        best_epoch=data.get("best_epoch"),
+        injected=tuple(Injection(*i) for i in data.get("injected") or ()),
+        error=data.get("error"),
+        traceback=data.get("traceback"),
+        duration=float(data.get("duration") or 0.0),
+        framework=data.get("framework"),
+    )
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished ones, not those a dead process left behind."""
+    from optuna.trial import TrialState
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=done) if not t.user_attrs.get("interrupted")
+    )

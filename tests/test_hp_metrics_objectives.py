@@ -24,7 +24,7 @@ def test_hp_is_read_only_and_tracks_reads():
     with pytest.raises(KeyError, match="hyperparameters:"):
         hp["nope"]
     with pytest.raises(AttributeError):
-        hp.nope
+        _ = hp.nope
 
 
 def test_classification_metrics_match_sklearn():
@@ -40,7 +40,9 @@ def test_classification_metrics_match_sklearn():
     pb = np.stack([1 - s, s], 1)
     got = compute(BIN, yb, pb, ("roc_auc", "f1"))
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(yb, s))
-    assert got["f1"] == pytest.approx(skm.f1_score(yb, (s > 0.5).astype(int) * 0 + pb.argmax(1), average="macro"))
+    assert got["f1"] == pytest.approx(
+        skm.f1_score(yb, (s > 0.5).astype(int) * 0 + pb.argmax(1), average="macro")
+    )
 
 
 def test_regression_metrics_match_sklearn():

@@ -1,6 +1,5 @@
 """Orchestration of one trial: epoch records, early stopping, divergence, failures (numpy fake)."""
 
-import numpy as np
 import pytest
 
 from tests.fakes import NumpyModel, blobs
@@ -22,8 +21,12 @@ def numpy_adapter(monkeypatch):
 def make_ctx(builder, max_epochs=8, objective="val_loss"):
     X, y = blobs()
     return TrialContext.create(
-        builder, (X[:200], y[:200]), (X[200:], y[200:]), parse_objective(objective, TASK),
-        ("accuracy", "log_loss", "f1"), FitSettings(task=TASK, max_epochs=max_epochs, seed=1),
+        builder,
+        (X[:200], y[:200]),
+        (X[200:], y[200:]),
+        parse_objective(objective, TASK),
+        ("accuracy", "log_loss", "f1"),
+        FitSettings(task=TASK, max_epochs=max_epochs, seed=1),
     )
 
 
@@ -34,7 +37,9 @@ def test_epoch_records_have_the_shared_names():
     out = run_trial(make_ctx(lambda: NumpyModel(5, 3)), 0, PARAMS)
     r = out.record
     assert r.state == "complete" and r.epochs_run == 8
-    assert {"train_loss", "val_loss", "gap", "lr", "train_accuracy", "val_accuracy", "val_f1"} <= set(r.epochs[0])
+    assert {"train_loss", "val_loss", "gap", "lr", "train_accuracy", "val_accuracy", "val_f1"} <= set(
+        r.epochs[0]
+    )
     e = r.epochs[3]
     assert e["gap"] == pytest.approx(e["val_loss"] - e["train_loss"])
     assert r.values == (r.epochs[r.best_epoch]["val_loss"],)

@@ -21,7 +21,7 @@ from tuner.progress import Progress, ProgressMode
 from tuner.result import Result, scores_from, trials_frame
 from tuner.runner import FailurePolicy, TrialContext, build, run_trial, seed_everything, takes_hp
 from tuner.space import SearchSpace, resolve
-from tuner.study import record_from_trial, storage_url
+from tuner.study import check_resumable, record_from_trial, storage_url
 
 __all__ = ["tune"]
 
@@ -81,7 +81,17 @@ def tune(
 
     from tuner.tracking import StudyInfo, StudySummary, make_tracker
 
-    tracker = make_tracker(tracking, experiment or study_name or base_name)
+    attrs = {
+        "fingerprint": prepared.fingerprint,
+        "objective": list(obj.names),
+        "space": search_space.name,
+        "regtuner_version": __version__,
+    }
+    prior = _study_attrs(url, name) if resume else {}
+    check_resumable(name, prior, attrs)
+    tracker = make_tracker(
+        tracking, experiment or study_name or base_name, parent_run_id=prior.get("mlflow_run_id")
+    )
     tracker.start_study(
         StudyInfo(
             study_name=name,
@@ -94,9 +104,14 @@ def tune(
             space_name=search_space.name,
             space_yaml=search_space.to_yaml(),
             settings={
-                "n_trials": n_trials, "timeout": timeout, "max_epochs": max_epochs,
-                "validation_split": validation_split, "test": test if isinstance(test, (float, type(None))) else "given",
-                "seed": seed, "metrics": ",".join(names), "rows": prepared.n_rows,
+                "n_trials": n_trials,
+                "timeout": timeout,
+                "max_epochs": max_epochs,
+                "validation_split": validation_split,
+                "test": test if isinstance(test, (float, type(None))) else "given",
+                "seed": seed,
+                "metrics": ",".join(names),
+                "rows": prepared.n_rows,
             },
             framework=framework,
             version=__version__,
@@ -104,11 +119,18 @@ def tune(
     )
     bar = Progress(progress, n_trials, obj.directions[0])
     job = StudyJob(
-        ctx=ctx, space=search_space, n_trials=n_trials, timeout=timeout, study_name=name, storage=url,
-        resume=resume, explicit_name=study_name is not None, seed=seed, tracker=tracker,
+        ctx=ctx,
+        space=search_space,
+        n_trials=n_trials,
+        timeout=timeout,
+        study_name=name,
+        storage=url,
+        resume=resume,
+        explicit_name=study_name is not None,
+        seed=seed,
+        tracker=tracker,
         policy=FailurePolicy(max_consecutive_failures),
-        study_attrs={"fingerprint": prepared.fingerprint, "objective": list(obj.names),
-                     "space": search_space.name, "regtuner_version": __version__},
+        study_attrs={**attrs, "mlflow_run_id": tracker.run_id},
         on_trial=bar.update,
     )
     status = "FAILED"
@@ -123,9 +145,16 @@ def tune(
     finally:
         bar.close()
         summary = (
-            StudySummary(result.best_params, _as_tuple(result.best_value), result.best_trial,
-                         result.test_scores, result.counts, result.report())
-            if status == "FINISHED" else StudySummary({}, None, None, {}, {}, "")
+            StudySummary(
+                result.best_params,
+                _as_tuple(result.best_value),
+                result.best_trial,
+                result.test_scores,
+                result.counts,
+                result.report(),
+            )
+            if status == "FINISHED"
+            else StudySummary({}, None, None, {}, {}, "")
         )
         tracker.end_study(summary, status=status)
     return result
@@ -159,14 +188,23 @@ def _exists(url: str, name: str) -> bool:
     return name in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
 
 
+def _study_attrs(url: str, name: str) -> dict[str, Any]:
+    """User attributes of an existing study (empty when there is none yet)."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(url)
+    for summary in optuna.study.get_all_study_summaries(storage):
+        if summary.study_name == name:
+            return dict(summary.user_attrs)
+    return {}
+
+
 def _preflight(ctx: TrialContext, space: SearchSpace) -> str:
     """Build once with the first start point and dry-run one batch, before any trial."""
     import optuna
 
     start = space.start_points[0] if space.start_points else {}
-    defaults = {
-        n: _midpoint(d) for n, d in space.distributions.items() if n not in start
-    }
+    defaults = {n: _midpoint(d) for n, d in space.distributions.items() if n not in start}
     params = space.sample(optuna.trial.FixedTrial({**defaults, **start}))
     seed_everything(ctx.settings.seed)
     hp = HyperParameters(params)
@@ -202,8 +240,9 @@ def _midpoint(dist: Any) -> Any:
     return (dist.low + dist.high) / 2
 
 
-def _finish(study, ctx: TrialContext, prepared: PreparedData, space: SearchSpace, obj: Objective,
-            run_id: str | None) -> Result:
+def _finish(
+    study, ctx: TrialContext, prepared: PreparedData, space: SearchSpace, obj: Objective, run_id: str | None
+) -> Result:
     from optuna.trial import TrialState
 
     records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
@@ -223,7 +262,9 @@ def _finish(study, ctx: TrialContext, prepared: PreparedData, space: SearchSpace
         best_numbers = {t.number for t in study.best_trials}
         members = [r for r in complete if r.number in best_numbers] or complete
         chosen = members[choose_pareto([r.values for r in members], obj.directions)]
-        front = pd.DataFrame([{"number": r.number, **dict(zip(obj.names, r.values))} for r in members])
+        front = pd.DataFrame(
+            [{"number": r.number, **dict(zip(obj.names, r.values, strict=True))} for r in members]
+        )
     else:
         pick = min if obj.directions[0] == "minimize" else max
         chosen = pick(complete, key=lambda r: r.values[0])
@@ -258,7 +299,9 @@ def _score(adapter: Any, ctx: TrialContext, X: Any, y: Any) -> dict[str, float]:
     pred = adapter.predict(X)
     loss = adapter.loss_value(y, pred)
     if loss is None:
-        loss = standard_loss(ctx.settings.task, y, pred, ctx.settings.loss if isinstance(ctx.settings.loss, str) else None)
+        loss = standard_loss(
+            ctx.settings.task, y, pred, ctx.settings.loss if isinstance(ctx.settings.loss, str) else None
+        )
     return {"loss": float(loss), **compute(ctx.settings.task, y, pred, ctx.metrics)}
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuner import __version__
 from tuner.errors import ConfigError, TunerError
@@ -25,7 +26,14 @@ def _parser() -> argparse.ArgumentParser:
 
     spaces = sub.add_parser("spaces", help="list the search-space presets, or print one")
     spaces.add_argument("name", nargs="?", help="preset name or YAML path to print (resolved)")
+    for module in COMMAND_MODULES:
+        _COMMANDS.update(importlib.import_module(module).register(sub))
     return p
+
+
+#: modules that add command groups: each has ``register(subparsers) -> {name: handler}``
+#: and keeps its heavy imports inside the handlers.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,4 +81,4 @@ def _spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "spaces": _spaces}
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"demo": _demo, "spaces": _spaces}

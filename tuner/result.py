@@ -25,7 +25,7 @@ def trials_frame(records: Sequence[TrialRecord], objective: Objective) -> pd.Dat
         row: dict[str, Any] = {"number": r.number, "state": r.state}
         values = r.values or (None,) * len(objective.names)
         if objective.is_multi:
-            row.update({f"value_{n}": v for n, v in zip(objective.names, values)})
+            row.update({f"value_{n}": v for n, v in zip(objective.names, values, strict=True)})
         else:
             row["value"] = values[0]
         row.update({f"params_{k}": v for k, v in r.params.items()})
@@ -73,7 +73,9 @@ class Result:
     def report(self) -> str:
         """A plain-text summary a person reads in a terminal."""
         c = self.counts
-        obj = ", ".join(f"{n} ({d})" for n, d in zip(self.objective.names, self.objective.directions))
+        obj = ", ".join(
+            f"{n} ({d})" for n, d in zip(self.objective.names, self.objective.directions, strict=True)
+        )
         lines = [
             f"Study {self.study_name!r}: {len(self.records)} trials "
             f"({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed)",
@@ -95,7 +97,8 @@ class Result:
             lines += [f"  {i}" for i in best.injected]
         failed = [r for r in self.records if r.state == "failed"]
         if failed:
-            lines.append(f"Failed trials: {', '.join(f'#{r.number}' for r in failed[:10])}; first error: {failed[0].error}")
+            numbers = ", ".join(f"#{r.number}" for r in failed[:10])
+            lines.append(f"Failed trials: {numbers}; first error: {failed[0].error}")
         lines += [f"Note: {n}" for n in self.notes]
         if self.mlflow_run_id:
             lines.append(f"MLflow parent run: {self.mlflow_run_id}")

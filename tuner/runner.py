@@ -102,8 +102,7 @@ def takes_hp(build_model: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [
-        p for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     required = [p for p in positional if p.default is p.empty]
     if len(required) > 1:
@@ -160,7 +159,9 @@ class EpochMonitor:
 
     def batch_loss(self, value: float) -> None:
         if not math.isfinite(value):
-            raise TrialDiverged(f"diverged: the training loss became {value} during epoch {len(self.history)}")
+            raise TrialDiverged(
+                f"diverged: the training loss became {value} during epoch {len(self.history)}"
+            )
 
     def _evaluate(self, part: str, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         pred = self.adapter.predict(X)
@@ -233,7 +234,9 @@ def run_trial(
         except (TrialFailed, ConfigError):
             raise
         except Exception as exc:
-            raise TrialFailed(f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()) from exc
+            raise TrialFailed(
+                f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()
+            ) from exc
         cls = adapter_for(model)
         adapter = cls(model, replace(ctx.settings, seed=seed))
         injected = list(adapter.regularize(params, hp.read))

@@ -25,6 +25,7 @@ __all__ = [
     "record_attrs",
     "record_from_trial",
     "finished_count",
+    "check_resumable",
 ]
 
 #: user-attr key under which a trial keeps its record
@@ -108,7 +109,7 @@ def open_study(
         )
     if exists and resume:
         study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
-        _check_same(study, attrs)
+        check_resumable(name, study.user_attrs, attrs)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             rdb.set_trial_user_attr(t._trial_id, "interrupted", True)
             rdb.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -121,12 +122,13 @@ def open_study(
     return study
 
 
-def _check_same(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
+def check_resumable(name: str, old_attrs: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
+    """A resumed study must see the same data split, objective and space."""
     for key in ("fingerprint", "objective", "space"):
-        old, new = study.user_attrs.get(key), attrs.get(key)
+        old, new = old_attrs.get(key), attrs.get(key)
         if old is not None and new is not None and old != new:
             raise ConfigError(
-                f"cannot resume study {study.study_name!r}: its {key} was {old!r} and is now {new!r}. "
+                f"cannot resume study {name!r}: its {key} was {old!r} and is now {new!r}. "
                 "Resume with the same data, objective and space, or start a new study_name."
             )
 
@@ -152,9 +154,11 @@ def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """Rebuild a record from storage (works for trials run by any process or executor)."""
     data = trial.user_attrs.get(ATTR)
     if data is None:  # never reached the end of run_trial (killed, or failed before)
-        error = "interrupted: the process running this trial stopped" if trial.user_attrs.get(
-            "interrupted"
-        ) else "no record"
+        error = (
+            "interrupted: the process running this trial stopped"
+            if trial.user_attrs.get("interrupted")
+            else "no record"
+        )
         return TrialRecord(number=trial.number, params=dict(trial.params), state="failed", error=error)
     history = data.get("history") or {}
     n = max((len(v) for v in history.values()), default=0)

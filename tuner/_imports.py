@@ -26,8 +26,7 @@ def require(module: str, extra: str | None = None) -> ModuleType:
     except ImportError as exc:
         top = module.split(".")[0]
         extra = extra or _EXTRAS.get(top, "all")
-        hint = 'pip install regtuner' if extra == "core" else f'pip install "regtuner[{extra}]"'
+        hint = "pip install regtuner" if extra == "core" else f'pip install "regtuner[{extra}]"'
         raise MissingDependencyError(
-            f"{module!r} is needed for this and is not installed ({exc}). "
-            f"Install it with: {hint}"
+            f"{module!r} is needed for this and is not installed ({exc}). Install it with: {hint}"
         ) from exc

@@ -24,8 +24,6 @@ group lands on both sides of any split.
 from __future__ import annotations
 
 import hashlib
-import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +31,11 @@ from typing import Any
 import numpy as np
 
 from tuner._imports import require
+from tuner._splits import Pair, _count_in, _split
+from tuner._targets import MAX_FLOAT_HINT as MAX_FLOAT_HINT
+from tuner._targets import MAX_INT_CLASSES as MAX_INT_CLASSES
+from tuner._targets import _encode_y, _resolve_task, _unseen_error
+from tuner.adapters._torch_data import dataset_arrays, is_torch_dataset
 from tuner.errors import ConfigError, DataError
 from tuner.records import TaskInfo
 
@@ -41,13 +44,8 @@ __all__ = ["prepare", "PreparedData"]
 TASKS = ("binary", "multiclass", "classification", "regression")
 INPUT_KINDS = ("tabular", "sequence", "image")
 PART_KEYS = ("train", "validation", "test")
-MAX_INT_CLASSES = 100  # integer y with more distinct values is treated as a quantity
-MAX_FLOAT_HINT = 20  # whole-number float y with at most this many values gets a classification hint
 _NDIM = {"tabular": 2, "sequence": 3, "image": 4}
 _SHAPES = {"tabular": "(n, features)", "sequence": "(n, steps, features)", "image": "(n, h, w, c)"}
-_FIX = "use fewer folds, a smaller test split or test=None, explicit parts, or more data"
-
-Pair = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,15 +86,6 @@ class PreparedData:
         )
 
 
-@dataclass
-class _Target:
-    kind: str  # binary | multiclass | regression
-    classes: np.ndarray | None  # labels in encoded order (classification)
-    onehot: int = 0  # width of a one-hot y, 0 otherwise
-    n_outputs: int = 1
-    numeric_labels: bool = False  # integer/float class labels (which might be a quantity)
-
-
 def prepare(
     data: Any,
     *,
@@ -112,7 +101,8 @@ def prepare(
 
     ``data`` is ``(X, y)`` (arrays, lists, pandas) or a mapping with ``train`` and optional
     ``validation`` / ``test`` pairs; explicit parts win over ``validation_split`` / ``test``
-    fractions. ``test`` is a fraction, an ``(X, y)`` pair, or None for no test part.
+    fractions. ``test`` is a fraction, an ``(X, y)`` pair, or None for no test part. A map-style
+    torch ``Dataset`` of ``(input, target)`` items may stand for any pair; it is read once into arrays.
     """
     test_pair = _is_pair(test)
     _check_settings(task, validation_split, test, test_pair, cv, input_kind, seed)
@@ -201,7 +191,7 @@ def prepare(
 
 
 def _is_pair(obj: Any) -> bool:
-    return isinstance(obj, (tuple, list)) and len(obj) == 2
+    return (isinstance(obj, (tuple, list)) and len(obj) == 2) or is_torch_dataset(obj)
 
 
 def _check_settings(task: Any, val: Any, test: Any, test_pair: bool, cv: Any, kind: Any, seed: Any) -> None:
@@ -254,6 +244,8 @@ def _parts(data: Any, test_pair: Any) -> dict[str, tuple[Any, Any]]:
 
 
 def _pair(obj: Any, name: str) -> tuple[Any, Any]:
+    if is_torch_dataset(obj):  # read once into arrays; see tuner.adapters._torch_data
+        return dataset_arrays(obj, name)
     if not _is_pair(obj):
         hint = " Convert framework datasets to arrays first." if "Dataset" in type(obj).__name__ else ""
         raise DataError(
@@ -265,11 +257,6 @@ def _pair(obj: Any, name: str) -> tuple[Any, Any]:
 
 def _is_pandas(obj: Any) -> bool:
     return type(obj).__module__.startswith("pandas")
-
-
-def _name(value: Any) -> str:
-    """repr of a label without numpy's scalar wrapper (np.str_('a') -> 'a')."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 # ----------------------------------------------------------------------------- X and y conversion
@@ -377,304 +364,6 @@ def _input_kind(xs: dict[str, np.ndarray], input_kind: str | None, notes: list[s
         listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
         raise DataError(f"the parts have different feature shapes ({listed}); every part needs the same.")
     return kind
-
-
-# ----------------------------------------------------------------------------- task and labels
-
-
-def _resolve_task(y: np.ndarray, order: tuple | None, task: str | None, notes: list[str]) -> _Target:
-    k = y.dtype.kind
-    if y.ndim == 2:
-        d = y.shape[1]
-        if k not in "biuf":
-            raise DataError(f"2-D y must be numeric (one-hot or multi-output targets); got dtype {y.dtype}.")
-        binary01 = bool(np.all((y == 0) | (y == 1)))
-        onehot = binary01 and bool(np.all(y.sum(axis=1) == 1))
-        if task == "regression" or (task is None and not onehot):
-            if task is None and binary01:
-                notes.append(f"y is 2-D 0/1 with {d} columns, not one-hot: read as multi-output regression")
-            return _Target("regression", None, n_outputs=d)
-        if not onehot:
-            raise DataError(
-                f"task={task!r} needs 1-D labels or a one-hot y, but this y has {d} columns whose rows "
-                "are not one-hot. Pass class labels as a 1-D array, or task='regression'."
-            )
-        notes.append(f"y is one-hot with {d} columns: converted to class indices")
-        return _classes(np.arange(d), len(np.unique(y.argmax(axis=1))), task, d, notes, "", y)
-    if order is not None or k in "bUSO":
-        if task == "regression" and k != "b":
-            raise DataError(
-                f"task='regression' but y holds labels (dtype {y.dtype}, e.g. {_name(y[0])}). "
-                "Use task='classification', or map the labels to numbers first."
-            )
-        if task != "regression":
-            try:
-                classes = np.unique(y)
-            except TypeError as exc:
-                raise DataError(
-                    f"y mixes label types ({exc}); give all labels one type, e.g. y.astype(str)."
-                ) from exc
-            if order is not None:
-                present = set(classes.tolist())
-                classes = np.asarray([c for c in order if c in present], dtype=object)
-            desc = {"b": "boolean", "U": "string", "S": "bytes"}.get(k, "categorical" if order else "object")
-            return _classes(classes, len(classes), task, 0, notes, desc, y)
-    if task == "regression":
-        return _Target("regression", None)
-    classes = np.unique(y)
-    if k == "f":
-        integral = bool(np.all(classes == np.round(classes)))
-        if task is not None and not integral:
-            raise DataError(
-                f"task={task!r} but y has non-integer values such as "
-                f"{_name(classes[classes != np.round(classes)][0])}; class labels must be whole numbers "
-                "or strings. Use task='regression' for a quantity."
-            )
-        if task is None:
-            if integral and len(classes) <= MAX_FLOAT_HINT:
-                notes.append(
-                    f"y is float with only {len(classes)} whole-number values: treated as regression; pass "
-                    f"task={'binary' if len(classes) == 2 else 'multiclass'!r} if they are class labels"
-                )
-            return _Target("regression", None)
-    elif task is None and len(classes) > MAX_INT_CLASSES:
-        notes.append(
-            f"y has {len(classes)} distinct integer values (> {MAX_INT_CLASSES}): treated as regression; "
-            "pass task='multiclass' if they are class labels"
-        )
-        return _Target("regression", None)
-    return _classes(classes, len(classes), task, 0, notes, "integer" if k in "iu" else "float", y)
-
-
-def _classes(
-    classes: np.ndarray, observed: int, task: str | None, onehot: int, notes: list[str], desc: str, y: Any
-) -> _Target:
-    if observed < 2:
-        value = int(np.argmax(y[0])) if onehot else y[0]
-        raise DataError(
-            f"y has one class only (value {_name(value)}, {len(y)} rows); classification needs at least "
-            "two. Add rows of other classes, or use task='regression' for a numeric target."
-        )
-    n = len(classes)
-    if task == "binary" and n != 2:
-        shown = ", ".join(map(_name, classes[:10]))
-        raise DataError(f"task='binary' but y has {n} classes ({shown}); use task='multiclass'.")
-    kind = task if task in ("binary", "multiclass") else ("binary" if n == 2 else "multiclass")
-    if task is None and desc:
-        notes.append(f"task inferred as {kind} from {n} distinct {desc} labels")
-    return _Target(kind, classes, onehot, 1, desc in ("integer", "float"))
-
-
-def _encode_y(y: np.ndarray, target: _Target, part: str) -> np.ndarray:
-    if target.classes is None:
-        width = y.shape[1] if y.ndim == 2 else 1
-        if y.dtype.kind not in "biuf" or width != target.n_outputs:
-            raise DataError(
-                f"y ({part}) must be numeric with {target.n_outputs} outputs like train's; "
-                f"got {width} outputs of dtype {y.dtype}."
-            )
-        with np.errstate(over="ignore"):
-            out = np.ascontiguousarray(y, dtype=np.float32)
-        if not np.isfinite(out).all():
-            raise DataError(f"y ({part}) has values beyond float32 range; rescale the target.")
-        return out
-    if target.onehot and y.ndim == 2:
-        if y.shape[1] != target.onehot or not np.all(y.sum(axis=1) == 1):
-            raise DataError(f"y ({part}) must be one-hot with {target.onehot} columns like train.")
-        return y.argmax(axis=1).astype(np.int64)
-    if y.ndim != 1:
-        raise DataError(f"y ({part}) must be 1-D labels like train; got shape {y.shape}.")
-    classes = target.classes
-    try:
-        sorter = np.argsort(classes)
-        idx = sorter[np.clip(np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1)]
-        hit = np.asarray(classes[idx] == y, dtype=bool)
-    except TypeError as exc:
-        raise DataError(
-            f"labels of {part} (dtype {y.dtype}) do not compare with train's labels ({exc}); "
-            "give every part labels of the same type."
-        ) from exc
-    if not hit.all():
-        _unseen_error(y[~hit], part)
-    return idx.astype(np.int64)
-
-
-def _unseen_error(values: np.ndarray, part: str) -> None:
-    uniq, counts = np.unique(values.astype(object).astype(str), return_counts=True)
-    listed = ", ".join(f"{_name(u)} ({c} rows)" for u, c in zip(uniq[:10], counts[:10], strict=True))
-    raise DataError(
-        f"y ({part}) has labels not seen in train: {listed}. Add rows of those classes to train, drop "
-        f"them from {part}, or pass a single (X, y) and let prepare() split it stratified."
-    )
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-def _split(
-    n: int,
-    y: np.ndarray | None,
-    groups: np.ndarray | None,
-    test_frac: float | None,
-    val_frac: float | None,
-    cv: int | None,
-    seed: int,
-    target: _Target,
-    notes: list[str],
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple[Pair, ...]]:
-    """Check that the splits can be made (before making any), then make them."""
-    ms = require("sklearn.model_selection")
-    if groups is not None:
-        _sizes(len(np.unique(groups)), test_frac, val_frac, cv, 1, "groups")
-    else:
-        _precheck(n, y, test_frac, val_frac, cv, target)
-
-    def cut(idx: np.ndarray, frac: float | None) -> tuple[np.ndarray, np.ndarray | None]:
-        if frac is None:
-            return idx, None
-        if groups is not None:
-            splitter = ms.GroupShuffleSplit(n_splits=1, test_size=frac, random_state=seed)
-            a, b = (idx[i] for i in next(splitter.split(idx, groups=groups[idx])))
-        else:
-            strat = None if y is None else y[idx]
-            try:
-                a, b = ms.train_test_split(idx, test_size=frac, stratify=strat, random_state=seed)
-            except ValueError as exc:  # a case the prechecks missed; still the user's data
-                raise DataError(f"cannot split {len(idx)} rows {frac:g}: {exc}; {_FIX}.") from exc
-        return np.sort(a), np.sort(b)
-
-    rest, te = cut(np.arange(n), test_frac)
-    tr, va = cut(rest, val_frac)
-    if y is not None and groups is not None and np.setdiff1d(y, y[tr]).size:
-        lost = _name(target.classes[np.setdiff1d(y, y[tr])[0]])  # type: ignore[index]
-        raise DataError(
-            f"the group-wise split left class {lost} out of train (all its groups went to validation/test); "
-            f"try another seed, give that class more groups, or {_FIX}."
-        )
-    folds: tuple[Pair, ...] = ()
-    if cv is not None:
-        yt, gt = (None if y is None else y[tr]), (None if groups is None else groups[tr])
-        if gt is not None:
-            if len(np.unique(gt)) < cv:
-                raise DataError(
-                    f"cv={cv} folds need {cv} groups in train, but it has {len(np.unique(gt))}; {_FIX}."
-                )
-            cls = ms.StratifiedGroupKFold if yt is not None else ms.GroupKFold
-            if yt is not None and np.bincount(yt)[np.bincount(yt) > 0].min() < cv:
-                notes.append(f"some classes have fewer than {cv} training rows: some group folds lack them")
-        elif yt is not None:
-            counts = np.bincount(yt)
-            low = np.flatnonzero(counts)[np.argmin(counts[counts > 0])]
-            if counts[low] < cv:
-                raise DataError(
-                    f"cv={cv} stratified folds need {cv} rows of each class in train, but class "
-                    f"{_name(target.classes[low])} has {counts[low]}; {_FIX}."  # type: ignore[index]
-                )
-            cls = ms.StratifiedKFold
-        else:
-            cls = ms.KFold
-        with warnings.catch_warnings():  # the note above says it in our words
-            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-            pairs = list(cls(n_splits=cv, shuffle=True, random_state=seed).split(tr, yt, groups=gt))
-        folds = tuple((a.astype(np.int64), b.astype(np.int64)) for a, b in pairs)
-    if test_frac is not None or val_frac is not None:
-        sizes = ", ".join(
-            f"{len(i)} {s}" for i, s in ((tr, "train"), (va, "validation"), (te, "test")) if i is not None
-        )
-        how = "group-wise" if groups is not None else ("stratified" if y is not None else "shuffled")
-        notes.append(f"split {n} rows into {sizes} ({how}, seed {seed})")
-    return tr, va, te, folds
-
-
-def _precheck(
-    n: int,
-    y: np.ndarray | None,
-    test_frac: float | None,
-    val_frac: float | None,
-    cv: int | None,
-    target: _Target,
-) -> None:
-    _sizes(n, test_frac, val_frac, cv, 1 if y is None else len(np.unique(y)), "rows")
-    if y is None:
-        return
-    counts = np.bincount(y)
-    fits = _fits(np.arange(1, n + 1), n, test_frac, val_frac, cv)
-    minimum = f"at least {int(np.argmax(fits)) + 1}" if fits.any() else f"more than {n}"
-    small = np.flatnonzero((counts > 0) & ~_fits(counts, n, test_frac, val_frac, cv))
-    if small.size:
-        listed = ", ".join(f"{_name(target.classes[c])} has {counts[c]} rows" for c in small[:5])  # type: ignore[index]
-        parts = ["test"] * (test_frac is not None) + ["validation"] * (val_frac is not None)
-        parts.append(f"{cv} folds" if cv else "train")
-        hint = " If y is a quantity, pass task='regression'." if target.numeric_labels else ""
-        raise DataError(
-            f"class {listed}; the stratified splits ({' + '.join(parts)}) need {minimum} rows "
-            f"of each class; {_FIX}.{hint}"
-        )
-
-
-def _sizes(
-    n: int, test_frac: float | None, val_frac: float | None, cv: int | None, k: int, unit: str
-) -> None:
-    """Each split must leave ``k`` (rows: one per class) ``unit`` on both sides, and ``cv`` for the folds."""
-    left = n
-    for what, frac in (("test", test_frac), ("validation", val_frac)):
-        if frac is not None:
-            out = math.ceil(frac * left)  # sklearn's rounding of a fractional test_size
-            if min(out, left - out) < k:
-                each = f"at least {k} (one per class)" if k > 1 else "at least 1"
-                raise DataError(
-                    f"a {what} split of {frac:g} of {left} {unit} gives {out} {what} and {left - out} "
-                    f"other {unit}; each side needs {each}; {_FIX}."
-                )
-            left -= out
-    if cv is not None and left < cv:
-        raise DataError(f"cv={cv} folds need at least {cv} training {unit}, but only {left} remain; {_FIX}.")
-
-
-def _fits(
-    counts: np.ndarray, n: int, test_frac: float | None, val_frac: float | None, cv: int | None
-) -> np.ndarray:
-    """Which class sizes survive the stratified splits in the worst case of sklearn's rounding.
-
-    A stratified split of ``n_out`` rows gives a class of ``c`` rows at most ``ceil(c * n_out / n)`` of
-    them; each split needs 2 rows of the class, and train keeps at least ``cv`` (or 1).
-    """
-    worst, left, ok = counts.astype(np.int64), n, np.ones(len(counts), dtype=bool)
-    for frac in (test_frac, val_frac):
-        if frac is not None:
-            out = math.ceil(frac * left)
-            ok &= worst >= 2
-            worst = worst - np.ceil(worst * out / left).astype(np.int64)
-            left -= out
-    return ok & (worst >= (cv or 1))
-
-
-# ----------------------------------------------------------------------------- hashing
-
-
-def _row_hashes(X: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """64-bit hash of each row's float32 bits (-0.0 counted as 0.0): a seeded linear hash mod 2**64."""
-    rows = X.reshape(len(X), -1)
-    weights = np.random.default_rng(12345).integers(
-        1, 2**63, size=rows.shape[1], dtype=np.uint64
-    ) | np.uint64(1)
-    out = np.empty(len(rows), dtype=np.uint64)
-    for start in range(0, len(rows), chunk):  # chunks bound the uint64 copy for wide (image) rows
-        block = rows[start : start + chunk] + np.float32(0.0)
-        out[start : start + chunk] = block.view(np.uint32).astype(np.uint64) @ weights
-    return out
-
-
-def _count_in(train: np.ndarray, other: np.ndarray) -> int:
-    """How many rows of ``other`` equal some row of ``train`` exactly (hash match, then compared)."""
-    if not len(train) or not len(other):
-        return 0
-    ht, ho = _row_hashes(train), _row_hashes(other)
-    order = np.argsort(ht)
-    pos = order[np.clip(np.searchsorted(ht, ho, sorter=order), 0, len(ht) - 1)]
-    cand = np.flatnonzero(ht[pos] == ho)
-    same = other.reshape(len(other), -1)[cand] == train.reshape(len(train), -1)[pos[cand]]
-    return int(same.all(axis=1).sum())
 
 
 def _fingerprint(xs: dict, ys: dict, info: TaskInfo, settings: dict, groups: np.ndarray | None) -> str:

@@ -39,8 +39,9 @@ def build_digits_mlp() -> Any:
     return model
 
 
-def run_demo(n_trials: int = 8, max_epochs: int = 30, tracking: str | bool | None = None,
-             progress: bool | str = True) -> Any:
+def run_demo(
+    n_trials: int = 8, max_epochs: int = 30, tracking: str | bool | None = None, progress: bool | str = True
+) -> Any:
     from tuner.api import tune
 
     return tune(

@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from tests.mlflow_server import mlflow_server_fixture  # noqa: F401 - one real MLflow server per session
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("PYTHONHASHSEED", "0")

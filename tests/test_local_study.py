@@ -35,7 +35,7 @@ def model():
 
 
 def run(**kw):
-    args = dict(space=SPACE, n_trials=6, max_epochs=10, tracking=False, progress=False)
+    args = dict(space=SPACE, n_trials=6, max_epochs=10, tracking=False, progress=False, baselines=False)
     args.update(kw)
     return tune(kw.pop("builder", model), data(), **{k: v for k, v in args.items() if k != "builder"})
 

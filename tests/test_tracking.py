@@ -12,19 +12,18 @@ import pytest
 
 import tuner.tracking_mlflow as tracking_mlflow
 from tests.mlflow_server import (
-    TcpProxy,
     artifacts,
     find_runs,
     free_port,
     metric_history,
     metrics_of,
-    mlflow_server_fixture,  # noqa: F401 - provides the mlflow_server fixture
     params_of,
     rest,
     tags_of,
 )
 from tuner.errors import ConfigError
 from tuner.records import Injection, TrialRecord
+from tuner.spool import read_spool
 from tuner.tracking import (
     MlflowTracker,
     NullTracker,
@@ -181,7 +180,8 @@ def test_metrics_are_flushed_mid_trial_and_large_batches_are_split(mlflow_server
     tracker.trial_started(0, params)
     for epoch in range(3):
         tracker.epoch_logged(0, epoch, epoch_metrics(0, epoch))
-    run_id = tracker._trials[0].run_id
+    assert tracker.flush(60)
+    run_id = tracker.trial_runs[0]
     assert [m["step"] for m in metric_history(mlflow_server, run_id, "val_loss")] == [0, 1]  # flushed at 6
 
     wide = {f"m{i}": float(i) for i in range(1100)}  # over the 1000 metrics of one log_batch call
@@ -205,7 +205,7 @@ def test_default_store_from_env_and_a_pickled_tracker(tmp_path, monkeypatch):
     tracker = make_tracker(None, "exp-env")
     assert isinstance(tracker, MlflowTracker)
     tracker.start_study(study_info("study-c", "exp-env"))
-    assert db.exists() and tracker.tracking_uri == uri
+    assert tracker.tracking_uri == uri and tracker.flush(60) and db.exists()
 
     # a pickled tracker (as a Ray worker gets it) carries the resolved URI and the parent run id
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the worker must not need the environment
@@ -241,7 +241,7 @@ def test_null_tracker_records_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlruns in the working folder
 
 
-def test_unreachable_server_warns_once_and_the_study_goes_on(monkeypatch):
+def test_unreachable_server_warns_once_the_study_goes_on_and_everything_is_spooled(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")  # the user's setting wins over ours
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     uri = f"http://127.0.0.1:{free_port()}"
@@ -266,42 +266,16 @@ def test_unreachable_server_warns_once_and_the_study_goes_on(monkeypatch):
     ours = [w for w in caught if issubclass(w.category, TrackingWarning)]
     assert len(ours) == 1
     assert uri in str(ours[0].message) and "Connection refused" in str(ours[0].message)
-    assert tracker.failures > 5 and tracker.run_id is None
+    assert "regtuner sync" in str(ours[0].message)
+    assert tracker.failures >= 1 and tracker.run_id is None
+    spool = tracker.status["spool"]
+    contents = read_spool(spool)
+    assert contents.header["uri"] == uri and contents.sent == 0
+    kinds = [op["op"] for op in contents.ops]
+    assert kinds.count("create") == 4 and kinds.count("end") == 4  # the study run and three trials
+    assert tracker.status["spooled"] == len(contents.ops)
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"
-    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # ours are set only during our calls
-
-
-def test_server_gone_mid_study_then_back(mlflow_server, monkeypatch):
-    monkeypatch.setattr(tracking_mlflow, "FLUSH_METRICS", 3)  # every epoch is sent at once
-    proxy = TcpProxy(mlflow_server).start()
-    first, second, third = records()
-    try:
-        tracker = MlflowTracker(proxy.url, "exp-flaky")
-        tracker.start_study(study_info("study-d", "exp-flaky"))
-        tracker.trial_started(0, first.params)
-        tracker.epoch_logged(0, 0, first.epochs[0])
-        proxy.stop()  # the server is gone: connections drop, new ones are refused
-        with pytest.warns(TrackingWarning, match=re.escape(proxy.url)):
-            tracker.epoch_logged(0, 1, first.epochs[1])
-            tracker.trial_started(1, second.params)
-            tracker.trial_finished(second)
-        assert tracker.failures >= 2
-        proxy.start()  # back at the same address: the tracker keeps trying and recovers
-        for epoch in range(2, EPOCHS):
-            tracker.epoch_logged(0, epoch, first.epochs[epoch])
-        tracker.trial_finished(first)  # resends epoch 1 from the record
-        tracker.trial_started(2, third.params)
-        tracker.trial_finished(third)
-        tracker.end_study(SUMMARY)
-    finally:
-        proxy.stop()
-    names = {r["info"]["run_name"]: r for r in find_runs(mlflow_server, "exp-flaky")}
-    assert set(names) == {"study-d", "trial-0000", "trial-0002"}  # trial 1 is lost to MLflow only
-    assert names["study-d"]["info"]["status"] == "FINISHED"
-    for name in ("trial-0000", "trial-0002"):
-        assert tags_of(names[name])["mlflow.parentRunId"] == tracker.run_id
-        history = metric_history(mlflow_server, names[name]["info"]["run_id"], "val_loss")
-        assert [m["step"] for m in history] == list(range(EPOCHS))
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # ours live in the tracking worker
 
 
 @pytest.mark.parametrize(
@@ -339,4 +313,7 @@ def test_unreachable_message_hides_credentials():
     tracker = MlflowTracker(f"http://user:secret@127.0.0.1:{free_port()}", "exp")
     with pytest.warns(TrackingWarning) as seen:
         tracker.start_study(study_info("s", "exp"))
+        tracker.flush(60)
+    tracker.close(0)
+    assert "secret" not in read_spool(tracker.status["spool"]).header["uri"]
     assert "secret" not in str(seen[0].message) and "***@127.0.0.1" in str(seen[0].message)

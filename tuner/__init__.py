@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "tune",
+    "lr_range_test",
     "Result",
     "HyperParameters",
     "SearchSpace",
@@ -25,11 +26,13 @@ if TYPE_CHECKING:
     from tuner.api import tune
     from tuner.errors import ConfigError, DataError, ModelError, TunerError
     from tuner.hp import HyperParameters
+    from tuner.lr_range import lr_range_test
     from tuner.result import Result
     from tuner.space import SearchSpace
 
 _LAZY = {
     "tune": "tuner.api",
+    "lr_range_test": "tuner.lr_range",
     "Result": "tuner.result",
     "HyperParameters": "tuner.hp",
     "SearchSpace": "tuner.space",

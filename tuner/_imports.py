@@ -16,6 +16,7 @@ _EXTRAS = {
     "mlflow": "core",
     "optuna": "core",
     "sklearn": "core",
+    "matplotlib": "core",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import logging
 import math
 import re
@@ -12,16 +13,18 @@ from typing import Any
 from tuner import __version__
 from tuner.adapters.base import FitSettings, adapter_for
 from tuner.data import PreparedData, prepare
-from tuner.errors import ConfigError, ModelError, StudyAborted, TunerError
+from tuner.errors import ConfigError, ModelError, TunerError
+from tuner.evaluation import EvalOptions, check_options, finish, summary_for
 from tuner.executors.base import Executor, StudyJob, get_executor
 from tuner.hp import HyperParameters
-from tuner.metrics import compute, resolve_metrics, standard_loss
-from tuner.objectives import Objective, choose_pareto, parse_objective
+from tuner.lr_range import narrow_for_study
+from tuner.metrics import resolve_metrics
+from tuner.objectives import parse_objective
 from tuner.progress import Progress, ProgressMode
-from tuner.result import Result, scores_from, trials_frame
-from tuner.runner import FailurePolicy, TrialContext, build, run_trial, seed_everything, takes_hp
+from tuner.result import Result
+from tuner.runner import FailurePolicy, TrialContext, build, seed_everything, takes_hp
 from tuner.space import SearchSpace, resolve
-from tuner.study import check_resumable, record_from_trial, storage_url
+from tuner.study import check_resumable, storage_url
 
 __all__ = ["tune"]
 
@@ -39,6 +42,10 @@ def tune(
     max_epochs: int = 50,
     validation_split: float = 0.2,
     cv: int | None = None,
+    groups: Any = None,
+    repeats: int = 1,
+    baselines: bool = True,
+    lr_range: bool = False,
     test: Any = 0.2,
     task: str | None = None,
     loss: str | Callable[..., Any] | None = None,
@@ -53,33 +60,56 @@ def tune(
     storage: str | None = None,
     max_consecutive_failures: int = 3,
     executor_options: dict[str, Any] | None = None,
+    resources_per_trial: dict[str, float] | None = None,
+    max_concurrent_trials: int | None = None,
+    ray_address: str | None = None,
+    max_failures: int = 0,
+    device: str | None = None,
 ) -> Result:
     """Search the regularization settings of ``build_model`` on ``data``; see the README.
 
     ``build_model()`` or ``build_model(hp)`` returns a fresh model. The best configuration
     is refit and scored once on the held-out test part. ``storage`` is the Optuna RDB URL
-    or SQLite path of the study (default ``./.regtuner/studies.db``).
+    or SQLite path of the study (default ``./.regtuner/studies.db``). ``resources_per_trial``,
+    ``max_concurrent_trials``, ``ray_address`` and ``max_failures`` apply to ``executor="ray"``
+    (see :mod:`tuner.executors.ray`). ``device`` is torch's training device ("cpu", "cuda",
+    "cuda:1"; None: CUDA when present); a GPU that does not exist is a ConfigError before any trial.
     """
     _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, experiment)
-    if cv is not None:
-        raise ConfigError("cv= (k-fold objectives) is not available yet; use validation_split=.")
-    prepared = prepare(data, task=task, validation_split=validation_split, test=test, cv=cv, seed=seed)
+    check_options(repeats, baselines, lr_range, test)
+    prepared = prepare(
+        data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
+    )
     search_space = resolve(space).for_task(prepared.task)
     obj = parse_objective(objective, prepared.task)
     names = resolve_metrics(prepared.task, metrics)
-    settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed)
+    if device is not None and not isinstance(device, str):
+        device = str(device)  # a torch.device; checked against the machine by the torch adapter
+    settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     takes_hp(build_model)
-    ctx = TrialContext.create(build_model, prepared.train, prepared.validation, obj, names, settings)
+    ctx = TrialContext.create(
+        build_model, prepared.train, prepared.validation, obj, names, settings, folds=prepared.folds
+    )
     framework = _preflight(ctx, search_space)
+    lr_test, lr_notes = None, []
+    if lr_range:  # narrow the space's learning-rate bounds first (tuner.lr_range)
+        search_space, lr_test, lr_notes = narrow_for_study(ctx, search_space)
 
     url = storage_url(storage)
     base_name = _default_name(build_model, prepared)
     name = study_name or base_name
     if study_name is None and not resume and _exists(url, name):
         name = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    runner = get_executor(executor, **(executor_options or {}))
+    ray_options = {
+        "resources_per_trial": resources_per_trial,
+        "max_concurrent_trials": max_concurrent_trials,
+        "ray_address": ray_address,
+        "max_failures": max_failures or None,
+    }  # Ray executor settings; the local executor refuses any that is set
+    options = {**(executor_options or {}), **{k: v for k, v in ray_options.items() if v is not None}}
+    runner = get_executor(executor, **options)
 
-    from tuner.tracking import StudyInfo, StudySummary, make_tracker
+    from tuner.tracking import StudyInfo, make_tracker
 
     attrs = {
         "fingerprint": prepared.fingerprint,
@@ -90,7 +120,10 @@ def tune(
     prior = _study_attrs(url, name) if resume else {}
     check_resumable(name, prior, attrs)
     tracker = make_tracker(
-        tracking, experiment or study_name or base_name, parent_run_id=prior.get("mlflow_run_id")
+        tracking,
+        experiment or study_name or base_name,
+        parent_run_id=prior.get("mlflow_run_id"),
+        study_uid=prior.get("mlflow_study_uid"),
     )
     tracker.start_study(
         StudyInfo(
@@ -108,6 +141,9 @@ def tune(
                 "timeout": timeout,
                 "max_epochs": max_epochs,
                 "validation_split": validation_split,
+                "cv": cv,
+                "repeats": repeats,
+                "baselines": baselines,
                 "test": test if isinstance(test, (float, type(None))) else "given",
                 "seed": seed,
                 "metrics": ",".join(names),
@@ -130,33 +166,30 @@ def tune(
         seed=seed,
         tracker=tracker,
         policy=FailurePolicy(max_consecutive_failures),
-        study_attrs={**attrs, "mlflow_run_id": tracker.run_id},
+        study_attrs={**attrs, "mlflow_study_uid": tracker.study_uid},  # finds the MLflow run on resume
         on_trial=bar.update,
     )
     status = "FAILED"
+    # Everything alive now (frameworks, data) lives for the whole study: freezing it keeps the
+    # per-trial gc.collect() that frees each model from rescanning millions of objects.
+    gc.collect()
+    gc.freeze()
     try:
         study = runner.run(job)
         bar.close()
-        result = _finish(study, ctx, prepared, search_space, obj, tracker.run_id)
+        evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
+        result = finish(study, ctx, prepared, search_space, obj, tracker.run_id, evaluation)
+        if result.best_model is not None:  # with its framework's MLflow flavour, signature, example
+            tracker.log_model(result.best_model, framework, ctx.train[0])
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        gc.unfreeze()
         bar.close()
-        summary = (
-            StudySummary(
-                result.best_params,
-                _as_tuple(result.best_value),
-                result.best_trial,
-                result.test_scores,
-                result.counts,
-                result.report(),
-            )
-            if status == "FINISHED"
-            else StudySummary({}, None, None, {}, {}, "")
-        )
-        tracker.end_study(summary, status=status)
+        with summary_for(result if status == "FINISHED" else None, tracker) as summary:
+            tracker.end_study(summary, status=status)
     return result
 
 
@@ -238,72 +271,3 @@ def _midpoint(dist: Any) -> Any:
     if dist.log:
         return math.sqrt(dist.low * dist.high)
     return (dist.low + dist.high) / 2
-
-
-def _finish(
-    study, ctx: TrialContext, prepared: PreparedData, space: SearchSpace, obj: Objective, run_id: str | None
-) -> Result:
-    from optuna.trial import TrialState
-
-    records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
-    complete = [r for r in records if r.state == "complete" and r.values]
-    if not complete:
-        failed = [r for r in records if r.state == "failed"]
-        first = f" First error: {failed[0].error}" if failed else ""
-        raise StudyAborted(
-            f"no trial completed ({len(records)} ran: {len(failed)} failed, "
-            f"{len(records) - len(failed)} pruned).{first}",
-            first_traceback=failed[0].traceback if failed else None,
-        )
-    front = None
-    if obj.is_multi:
-        import pandas as pd
-
-        best_numbers = {t.number for t in study.best_trials}
-        members = [r for r in complete if r.number in best_numbers] or complete
-        chosen = members[choose_pareto([r.values for r in members], obj.directions)]
-        front = pd.DataFrame(
-            [{"number": r.number, **dict(zip(obj.names, r.values, strict=True))} for r in members]
-        )
-    else:
-        pick = min if obj.directions[0] == "minimize" else max
-        chosen = pick(complete, key=lambda r: r.values[0])
-    refit = run_trial(ctx, chosen.number, chosen.params, keep_model=True)
-    model, test_scores = None, {}
-    if refit.adapter is not None:
-        model = refit.adapter.model
-        if prepared.test is not None:
-            test_scores = _score(refit.adapter, ctx, *prepared.test)
-    else:
-        log.warning("refit of trial %d failed: %s", chosen.number, refit.record.error)
-    value = chosen.values[0] if not obj.is_multi else tuple(chosen.values)
-    return Result(
-        best_params=dict(chosen.params),
-        best_value=value,
-        best_model=model,
-        test_scores=test_scores,
-        validation_scores=scores_from(chosen.best_metrics, "val_"),
-        trials=trials_frame(records, obj),
-        study=study,
-        mlflow_run_id=run_id,
-        objective=obj,
-        task=prepared.task,
-        best_trial=chosen.number,
-        records=records,
-        pareto_front=front,
-        notes=list(prepared.notes) + list(getattr(space, "notes", []) or []),
-    )
-
-
-def _score(adapter: Any, ctx: TrialContext, X: Any, y: Any) -> dict[str, float]:
-    pred = adapter.predict(X)
-    loss = adapter.loss_value(y, pred)
-    if loss is None:
-        loss = standard_loss(
-            ctx.settings.task, y, pred, ctx.settings.loss if isinstance(ctx.settings.loss, str) else None
-        )
-    return {"loss": float(loss), **compute(ctx.settings.task, y, pred, ctx.metrics)}
-
-
-def _as_tuple(value: Any) -> tuple[float, ...]:
-    return tuple(value) if isinstance(value, tuple) else (float(value),)

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
 #: modules that add command groups: each has ``register(subparsers) -> {name: handler}``
 #: and keeps its heavy imports inside the handlers.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["tuner.cli_tracking", "tuner.cli_jobs", "tuner.cli_report"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.objectives import Objective
@@ -12,6 +13,9 @@ from tuner.records import TaskInfo, TrialRecord
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+
+    from tuner.baselines import Baseline
+    from tuner.diagnostics import Finding
 
 __all__ = ["Result", "trials_frame"]
 
@@ -58,6 +62,14 @@ class Result:
     records: list[TrialRecord] = field(repr=False, default_factory=list)
     pareto_front: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list, repr=False)
+    diagnosis: list[Finding] = field(default_factory=list, repr=False)
+    importances: dict[str, float] = field(default_factory=dict)  # fANOVA, searched parameters
+    test_std: dict[str, float] = field(default_factory=dict)  # spread over repeats (repeats > 1)
+    test_se: dict[str, float] = field(default_factory=dict)  # standard error from the test rows
+    test_repeats: list[dict[str, float]] = field(default_factory=list, repr=False)
+    cv: dict[str, Any] | None = None  # the chosen trial's fold summary (cv=k)
+    lr_range: Any = None  # LRRangeResult when tune(lr_range=True) ran one
 
     @property
     def study_name(self) -> str:
@@ -70,39 +82,39 @@ class Result:
             out[r.state] += 1
         return out
 
+    @property
+    def optimism(self) -> dict[str, float]:
+        """Validation estimate minus test score per score, oriented so that positive = optimistic."""
+        out = {}
+        for name in sorted(set(self.validation_scores) & set(self.test_scores)):
+            value = _optimism(name, self.validation_scores[name], self.test_scores[name])
+            if value is not None:
+                out[name] = value
+        return out
+
     def report(self) -> str:
         """A plain-text summary a person reads in a terminal."""
-        c = self.counts
-        obj = ", ".join(
-            f"{n} ({d})" for n, d in zip(self.objective.names, self.objective.directions, strict=True)
-        )
-        lines = [
-            f"Study {self.study_name!r}: {len(self.records)} trials "
-            f"({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed)",
-            f"Task: {self.task.kind}, objective: {obj}",
-            f"Chosen trial: #{self.best_trial}",
-            "Chosen settings:",
-        ]
-        lines += [f"  {k} = {_fmt(v)}" for k, v in sorted(self.best_params.items())]
-        lines.append(f"{'score':<14}{'validation':>12}{'test':>12}{'optimism':>12}")
-        for name in sorted(set(self.validation_scores) | set(self.test_scores)):
-            val, test = self.validation_scores.get(name), self.test_scores.get(name)
-            opt = _optimism(name, val, test)
-            lines.append(f"{name:<14}{_fmt(val):>12}{_fmt(test):>12}{_fmt(opt):>12}")
-        if not self.test_scores:
-            lines.append("No held-out test part (test=None): the validation score is optimistic.")
-        best = next((r for r in self.records if r.number == self.best_trial), None)
-        if best is not None and best.injected:
-            lines.append("What regtuner applied to the model:")
-            lines += [f"  {i}" for i in best.injected]
-        failed = [r for r in self.records if r.state == "failed"]
-        if failed:
-            numbers = ", ".join(f"#{r.number}" for r in failed[:10])
-            lines.append(f"Failed trials: {numbers}; first error: {failed[0].error}")
-        lines += [f"Note: {n}" for n in self.notes]
-        if self.mlflow_run_id:
-            lines.append(f"MLflow parent run: {self.mlflow_run_id}")
-        return "\n".join(lines)
+        from tuner.report import render_text
+
+        return render_text(self)
+
+    def to_markdown(self, plots_dir: str | Path | None = None) -> str:
+        """The report as Markdown; with ``plots_dir``, plots are written there and linked."""
+        from tuner.report import render_markdown
+
+        return render_markdown(self, plots_dir)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write the report as one self-contained HTML file (plots embedded) to ``path``."""
+        from tuner.report import write_html
+
+        return write_html(self, Path(path))
+
+    def plots(self, folder: str | Path) -> dict[str, Path]:
+        """Write the report's plots as PNG files into ``folder``; returns name -> path."""
+        from tuner.plots import make_plots
+
+        return make_plots(self, Path(folder))
 
     def __repr__(self) -> str:
         return (
@@ -119,14 +131,6 @@ def _optimism(name: str, val: float | None, test: float | None) -> float | None:
     if val is None or test is None:
         return None
     return val - test if name in _HIGHER_IS_BETTER else test - val
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def scores_from(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:

@@ -63,18 +63,19 @@ class TrialContext:
 
     build_model: Callable[..., Any]
     train: tuple[np.ndarray, np.ndarray]
-    validation: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None  # None with folds
     objective: Objective
     metrics: tuple[str, ...]
     settings: FitSettings
     train_eval_idx: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # cv=k: (train_idx, val_idx) into train
 
     @classmethod
-    def create(cls, build_model, train, validation, objective, metrics, settings) -> TrialContext:
+    def create(cls, build_model, train, validation, objective, metrics, settings, folds=()) -> TrialContext:
         n = len(train[0])
         rng = np.random.default_rng(settings.seed)
         idx = np.sort(rng.choice(n, size=min(n, TRAIN_EVAL_CAP), replace=False))
-        return cls(build_model, train, validation, objective, tuple(metrics), settings, idx)
+        return cls(build_model, train, validation, objective, tuple(metrics), settings, idx, tuple(folds))
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -219,7 +220,12 @@ def run_trial(
     """Run one trial to a :class:`TrialRecord`; trial errors are recorded, never raised.
 
     Raises only what must stop the study (``KeyboardInterrupt``, :class:`StudyAborted`).
+    With ``ctx.folds`` the trial trains one model per fold (see :mod:`tuner.cv`).
     """
+    if ctx.folds:
+        from tuner.cv import run_folds
+
+        return run_folds(ctx, number, params, reporter=reporter, on_epoch=on_epoch)
     start = time.perf_counter()
     seed = trial_seed(ctx.settings.seed, number)
     adapter: Adapter | None = None

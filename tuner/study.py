@@ -147,6 +147,7 @@ def record_attrs(record: TrialRecord) -> dict[str, Any]:
         "traceback": record.traceback,
         "duration": record.duration,
         "framework": record.framework,
+        "user_attrs": dict(record.user_attrs),
     }
 
 
@@ -175,6 +176,7 @@ def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         traceback=data.get("traceback"),
         duration=float(data.get("duration") or 0.0),
         framework=data.get("framework"),
+        user_attrs=data.get("user_attrs") or {},
     )
 
 

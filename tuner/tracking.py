@@ -2,7 +2,9 @@
 
 ``make_tracker(tracking, experiment)`` picks the tracker: ``False`` logs nothing, ``None`` (or ``True``)
 uses MLflow's own default store (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working
-directory), a string is a tracking URI. MLflow itself loads only when an MLflow tracker first writes.
+directory), a string is a tracking URI. MLflow itself loads in the tracking worker (a child process),
+not in the study's process; credentials come from MLflow's own variables (``MLFLOW_TRACKING_TOKEN``,
+``MLFLOW_TRACKING_USERNAME``/``PASSWORD``) and are never written anywhere by regtuner.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class StudySummary:
     counts: Mapping[str, int]  # complete / pruned / failed
     report: str = ""
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
+    # {"linear": {"accuracy": 0.91}} -> metric baseline_linear_accuracy
+    baseline_scores: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # artifact path in the study run -> local file or folder, e.g. {"plots/curves.png": "/tmp/x.png"}
+    artifacts: Mapping[str, str | os.PathLike[str]] = field(default_factory=dict)
 
 
 class Tracker(abc.ABC):
@@ -80,6 +86,11 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def run_id(self) -> str | None:
         """The study's parent run id, or None when there is none (yet)."""
+
+    @property
+    def study_uid(self) -> str | None:
+        """An id of the study run known before the run exists (kept by the study to resume it)."""
+        return None
 
     @abc.abstractmethod
     def start_study(self, info: StudyInfo) -> None:
@@ -100,6 +111,23 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def end_study(self, summary: StudySummary, status: str = "FINISHED") -> None:
         """Write the summary and close the parent run; ``status`` is FAILED or KILLED when the study died."""
+
+    def log_model(self, model: Any, framework: str, input_example: Any = None) -> None:
+        """Log the best model to the study run with ``framework``'s own MLflow flavour (keras, torch,
+        sklearn), a signature and ``input_example`` (a few input rows). Other frameworks: nothing."""
+        return None
+
+    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy a file or folder into the study run's artifacts, under ``artifact_path``."""
+        return None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything reported so far is sent (or spooled); False when ``timeout`` passed."""
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish sending and release the tracker's worker (``end_study`` does this)."""
+        return True
 
 
 class NullTracker(Tracker):
@@ -126,12 +154,17 @@ class NullTracker(Tracker):
 
 
 def make_tracker(
-    tracking: str | bool | None, experiment: str, *, parent_run_id: str | None = None
+    tracking: str | bool | None,
+    experiment: str,
+    *,
+    parent_run_id: str | None = None,
+    study_uid: str | None = None,
 ) -> Tracker:
     """Build the tracker for ``tune(tracking=...)``: False -> NullTracker, None/True -> MLflow default,
     a string -> that MLflow tracking URI (validated here, before any trial runs).
 
-    ``parent_run_id`` reattaches to the parent run of a resumed study."""
+    ``parent_run_id`` or ``study_uid`` (a former ``tracker.study_uid``) reattach to the parent run of a
+    resumed study."""
     if tracking is False:
         return NullTracker()
     if tracking is not None and tracking is not True and not isinstance(tracking, str):
@@ -142,12 +175,13 @@ def make_tracker(
     if not isinstance(experiment, str) or not experiment.strip():
         raise ConfigError(f"experiment must be a non-empty name, got {experiment!r}.")
     uri = None if tracking is None or tracking is True else validate_tracking_uri(tracking)
-    from tuner._imports import require
+    if importlib.util.find_spec("mlflow") is None:  # fail here, with the hint, not at every trial
+        from tuner._imports import require
 
-    require("mlflow")  # fail here, with the install hint, rather than warn at every trial
+        require("mlflow")
     from tuner.tracking_mlflow import MlflowTracker
 
-    return MlflowTracker(uri, experiment, parent_run_id=parent_run_id)
+    return MlflowTracker(uri, experiment, parent_run_id=parent_run_id, study_uid=study_uid)
 
 
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")

@@ -1,33 +1,39 @@
 """MLflow tracker: one experiment per study, a parent run per study, a child run per trial.
 
-Every MLflow call goes through :meth:`MlflowTracker._call`, which never raises: the first failure warns
-(:class:`~tuner.tracking.TrackingWarning`), later ones are counted in ``tracker.failures``, and the next
-call tries again. Runs nest by the explicit parent run id (``mlflow.parentRunId``), never through
-MLflow's fluent active-run stack, so trials may be tracked from any process: a pickled tracker carries the
-resolved URI and the parent run id, nothing else.
+The tracker turns what the study reports into operations (see :mod:`tuner.spool`) and hands them to a
+tracking worker (:mod:`tuner.tracking_worker`: a child process by default), which batches them, sends them
+and spools what the store does not take. Public calls only queue work: they never wait for MLflow and
+never raise because the store failed. The first failure warns (:class:`~tuner.tracking.TrackingWarning`),
+later ones are counted in ``tracker.failures``; what could not be sent is replayed when the store is back,
+at the end of the study, or by ``regtuner sync``.
 
-HTTP limits: MLflow retries a request up to 7 times with exponential back-off and waits up to 120 s per
-attempt, so a dead server would stall every trial for minutes. During our own calls only, and only for
-variables the user has not set, we set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=2``,
-``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT=10``; after a failure, until a
-call succeeds again, 0 retries and a 5 s timeout. These are process environment variables (MLflow has no
-per-client setting), so MLflow calls made by other threads at the same moment see them too.
+Per-epoch metrics are buffered per trial and sent every ``FLUSH_METRICS`` values or ``FLUSH_SECONDS``, and
+at the trial's end, so a short trial costs three requests: create the run, one batch, close it.
+
+Runs nest by the explicit parent run id (``mlflow.parentRunId``), never through MLflow's fluent active-run
+stack, and are named by a UID (tag ``regtuner.uid``), so trials may be tracked from any process: a pickled
+tracker carries the resolved URI, the study run's id and UID, nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 import threading
 import time
 import urllib.parse
+import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ConfigError
 from tuner.records import TrialRecord
+from tuner.spool import spool_dir, stage, staged_dir
 from tuner.tracking import (
     StudyInfo,
     StudySummary,
@@ -35,97 +41,94 @@ from tuner.tracking import (
     TrackingWarning,
     absolute_sqlite,
     cut,
-    flatten,
-    metric_key,
-    objective_metrics,
     params_to_strings,
     redact_uri,
 )
+from tuner.tracking_ops import MAX_TAG_VALUE, metric_rows, now, study_ops, summary_ops, trial_outcome
+from tuner.tracking_worker import EventHandler, ThreadTransport, Transport, close_with, start_transport
 
 __all__ = ["MlflowTracker"]
 
-FLUSH_METRICS = 500  # buffered epoch metrics that trigger a flush
-FLUSH_SECONDS = 10.0  # or time since the last flush
-_MAX_METRICS, _MAX_PARAMS_TAGS, _MAX_ENTITIES = 1000, 100, 1000  # MLflow's log_batch limits
-_MAX_TAG_VALUE, _MAX_ERROR = 8000, 5000
+log = logging.getLogger("tuner")
+
+FLUSH_METRICS = 500  # buffered epoch metrics that trigger a send
+FLUSH_SECONDS = 10.0  # or time since the last send
+WAIT_SECONDS = 60.0  # longest wait for the study run's id or the resolved URI
+REMOTE_FLUSH_SECONDS = 60.0  # a pickled tracker waits this long for its trial's run at the trial's end
+CLOSE_SECONDS = float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120"))
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-_HTTP_NORMAL = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # a library must not print a line per run
-}
-_HTTP_DEGRADED = {**_HTTP_NORMAL, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-
-_env_lock = threading.Lock()
-_env_depth = 0
-_env_ours: list[str] = []
-_FAILED = object()  # what _call returns when the MLflow call raised
-
-
-@contextlib.contextmanager
-def _http_limits(values: Mapping[str, str]) -> Iterator[None]:
-    """Set the variables in ``values`` that the user has not set, for the duration of our calls."""
-    global _env_depth
-    with _env_lock:
-        if _env_depth == 0:
-            for key, value in values.items():
-                if key not in os.environ:
-                    os.environ[key] = value
-                    _env_ours.append(key)
-        _env_depth += 1
-    try:
-        yield
-    finally:
-        with _env_lock:
-            _env_depth -= 1
-            if _env_depth == 0:
-                for key in _env_ours:
-                    os.environ.pop(key, None)
-                _env_ours.clear()
 
 
 @dataclass
 class _TrialRun:
-    run_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
-    params_logged: bool = False
-    epochs_sent: int = 0  # epochs [0, epochs_sent) are logged or buffered...
-    lost: set[int] = field(default_factory=set)  # ...except these, whose flush failed
-    buffer: list[Any] = field(default_factory=list)  # mlflow Metric entities
+    params_sent: bool = False
+    epochs_sent: int = 0  # epochs [0, epochs_sent) are queued
+    buffer: list[list[Any]] = field(default_factory=list)  # [key, value, timestamp ms, step]
     last_flush: float = field(default_factory=time.monotonic)
 
 
 class MlflowTracker(Tracker):
     """Writes a study to MLflow. ``tracking_uri=None`` is MLflow's default store.
 
-    ``parent_run_id`` attaches to an existing study run (a worker process, or a resumed study):
-    trials nest under it, and ``start_study`` reopens it instead of creating a new one.
+    ``parent_run_id`` or ``study_uid`` (its ``regtuner.uid`` tag) attach to an existing study run (a
+    resumed study): trials nest under it, ``start_study`` reopens it and closes the trial runs a dead
+    process left RUNNING.
+    ``spool_directory`` is where unsent operations wait (default ``$REGTUNER_SPOOL_DIR`` or
+    ``./.regtuner/spool``).
     """
 
     def __init__(
-        self, tracking_uri: str | None, experiment: str, *, parent_run_id: str | None = None
+        self,
+        tracking_uri: str | None,
+        experiment: str,
+        *,
+        parent_run_id: str | None = None,
+        study_uid: str | None = None,
+        spool_directory: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._uri = tracking_uri
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        self._uri = tracking_uri or (absolute_sqlite(env_uri) if env_uri else None)
         self.experiment = experiment
+        self._uid = study_uid or uuid.uuid4().hex
+        self._remote = False  # a copy unpickled in another process
+        self._resuming = study_uid is not None or parent_run_id is not None
         self._parent_id = parent_run_id
         self._experiment_id: str | None = None
         self._info: StudyInfo | None = None
         self._framework_tagged = False
-        self._client: Any = None
+        self._spool_dir = str(spool_dir(spool_directory))
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self._trials: dict[int, _TrialRun] = {}
-        self.failures = 0
+        self._runs: dict[str, str] = {}  # uid -> run id, as the worker reports them
+        self._transport: Transport | None = None
+        self._flush_ids = itertools.count(1)
+        self._flushed = self._flush_issued = 0
+        self._done = False
+        self._ready = False
+        self._offline = False
         self._warned = False
-        self._degraded = False
+        self._warnings: list[str] = []
+        self.failures = 0
+        self.status: dict[str, Any] = {}  # the worker's last report: sent, spooled, spool, dropped
+        if parent_run_id is not None:
+            self._runs[self._uid] = parent_run_id
 
     # -- public state -------------------------------------------------------------------------------
 
     @property
     def run_id(self) -> str | None:
-        return self._parent_id
+        """The study run's id; waits (at most a minute) for the worker to create it."""
+        with self._changed:
+            if self._parent_id is None and self._info is not None and self._transport is not None:
+                self._changed.wait_for(lambda: self._parent_id is not None or self._offline, WAIT_SECONDS)
+            return self._parent_id
+
+    @property
+    def study_uid(self) -> str:
+        """The study run's ``regtuner.uid`` tag: known at once, and enough to find the run on resume."""
+        return self._uid
 
     @property
     def experiment_id(self) -> str | None:
@@ -134,86 +137,116 @@ class MlflowTracker(Tracker):
 
     @property
     def tracking_uri(self) -> str | None:
-        """The URI in use; None means MLflow's default until the first call resolves it (SQLite absolute)."""
-        return self._uri
+        """The URI in use; None until the worker has resolved MLflow's default (sqlite made absolute)."""
+        with self._changed:
+            if self._uri is None and self._transport is not None:
+                self._changed.wait_for(lambda: self._ready, WAIT_SECONDS)
+            return self._uri
 
     @property
     def run_url(self) -> str | None:
-        """Link to the parent run in the MLflow UI, for HTTP tracking servers."""
-        uri = self.tracking_uri or ""
-        if not uri.startswith(("http://", "https://")) or not (self._parent_id and self._experiment_id):
+        """Link to the study run in the MLflow UI, for HTTP tracking servers."""
+        uri, run_id = self.tracking_uri or "", self.run_id
+        if not uri.startswith(("http://", "https://")) or not (run_id and self._experiment_id):
             return None
-        return f"{redact_uri(uri).rstrip('/')}/#/experiments/{self._experiment_id}/runs/{self._parent_id}"
+        return f"{redact_uri(uri).rstrip('/')}/#/experiments/{self._experiment_id}/runs/{run_id}"
+
+    @property
+    def trial_runs(self) -> dict[int, str]:
+        """Run ids of the trial runs created so far, by trial number."""
+        prefix = f"{self._uid}."
+        return {int(k[len(prefix) :]): v for k, v in self._runs.items() if k.startswith(prefix)}
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ship the resolved URI and run ids to workers; clients, locks and buffers stay here.
-        keep = (self.tracking_uri, self.experiment, self._parent_id, self._experiment_id, self._info)
-        return dict(zip(("uri", "experiment", "parent", "experiment_id", "info"), keep, strict=True))
+        # Ship the resolved URI and run ids to workers; the transport, locks and buffers stay here.
+        return {
+            "uri": self.tracking_uri,
+            "experiment": self.experiment,
+            "parent": self.run_id,
+            "uid": self._uid,
+            "experiment_id": self._experiment_id,
+            "info": self._info,
+            "spool_dir": self._spool_dir,
+            "framework_tagged": self._framework_tagged,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"], state["experiment"], parent_run_id=state["parent"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["uri"],
+            state["experiment"],
+            parent_run_id=state["parent"],
+            spool_directory=state["spool_dir"],
+        )
+        self._uid, self._resuming, self._remote = state["uid"], False, True
+        self._runs = {self._uid: state["parent"]} if state["parent"] else {}
         self._experiment_id = state["experiment_id"]
         self._info = state["info"]
+        self._framework_tagged = state["framework_tagged"]
 
     # -- the Tracker API ----------------------------------------------------------------------------
 
     def start_study(self, info: StudyInfo) -> None:
         with self._guard("start the study run"):
             self._info = info
-            if self._parent_id is not None:
-                self._reopen_parent()
-            else:
-                self._ensure_parent()
+            self._framework_tagged = self._framework_tagged or bool(info.framework)
+            for op in study_ops(self._uid, info, self.experiment, resume=self._resuming):
+                self._put(op)
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
         with self._guard("start a trial run"):
-            trial = self._trials.setdefault(number, _TrialRun())
+            trial = self._trial(number)
             trial.params = params_to_strings(params)
-            self._ensure_trial_run(number, trial)
 
     def epoch_logged(self, number: int, epoch: int, metrics: Mapping[str, float]) -> None:
         with self._guard("log an epoch"):
-            trial = self._trials.setdefault(number, _TrialRun())
-            trial.buffer.extend(_metrics(metrics, epoch))
+            trial = self._trial(number)
+            trial.buffer.extend(metric_rows(metrics, epoch))
             trial.epochs_sent = max(trial.epochs_sent, epoch + 1)
             due = time.monotonic() - trial.last_flush >= FLUSH_SECONDS
             if len(trial.buffer) >= FLUSH_METRICS or due:
-                self._flush(number, trial)
+                self._send_trial(number, trial)
 
     def trial_finished(self, record: TrialRecord) -> None:
         with self._guard("finish a trial run"):
-            trial = self._trials.pop(record.number, None) or _TrialRun()
+            trial = self._trial(record.number)
             if not trial.params:
                 trial.params = params_to_strings(record.params)
-            for step in sorted(trial.lost | set(range(trial.epochs_sent, len(record.epochs)))):
-                if step < len(record.epochs):
-                    trial.buffer.extend(_metrics(record.epochs[step], step))
+            for step in range(trial.epochs_sent, len(record.epochs)):  # epochs not reported live
+                trial.buffer.extend(metric_rows(record.epochs[step], step))
             trial.epochs_sent = len(record.epochs)
-            finals = objective_metrics("objective", record.values)
-            finals.update(epochs_run=record.epochs_run, duration_s=record.duration)
-            if record.best_epoch is not None:
-                finals["best_epoch"] = record.best_epoch
-            trial.buffer.extend(_metrics(finals, max(len(record.epochs) - 1, 0)))
-            tags: dict[str, str] = {"state": record.state}
-            if record.error:
-                tags["error"] = record.error[:_MAX_ERROR]
-            if record.injected:
-                lines = (
-                    f"{i.knob}: {i.detail}" + ("" if i.applied else " (not applied)") for i in record.injected
-                )
-                tags["injected"] = "\n".join(lines)
-            if record.framework:
-                tags["regtuner.framework"] = record.framework
-            run_id = self._flush(record.number, trial, tags)
-            if run_id is None:
-                return
+            finals, tags = trial_outcome(record)
+            trial.buffer.extend(metric_rows(finals, max(len(record.epochs) - 1, 0)))
+            uid = self._send_trial(record.number, trial, tags)
+            self._trials.pop(record.number, None)
             if record.traceback:
-                self._call("log the traceback", "log_text", run_id, record.traceback, "traceback.txt")
+                self._put({"op": "text", "run": uid, "text": record.traceback, "path": "traceback.txt"})
             status = "FAILED" if record.state == "failed" else "FINISHED"
-            self._call("close a trial run", "set_terminated", run_id, status)
-            if record.framework and not self._framework_tagged and self._parent_id:
-                tagged = self._call("tag", "set_tag", self._parent_id, "regtuner.framework", record.framework)
-                self._framework_tagged = tagged is not _FAILED
+            self._put({"op": "end", "run": uid, "status": status, "time": now()})
+            if record.framework and not self._framework_tagged:
+                self._framework_tagged = True
+                self._put({"op": "log", "run": self._uid, "tags": {"regtuner.framework": record.framework}})
+        if self._remote:  # a worker process (Ray) may be torn down right after its trial
+            self.flush(REMOTE_FLUSH_SECONDS)
+
+    def log_model(self, model: Any, framework: str, input_example: Any = None) -> None:
+        """Log the study's best model with its framework's MLflow flavour, signature and input example."""
+        from tuner.model_logging import FLAVORS, save_model
+
+        if str(framework).lower() not in FLAVORS:
+            log.info("no MLflow flavour for framework %r: the model is not logged", framework)
+            return
+        with self._guard("log the model"):
+            folder = staged_dir(self._spool_dir) / "model"
+            saved = save_model(model, framework, folder, input_example)
+            tags = {"regtuner.framework": saved.framework, "regtuner.flavor": saved.flavor}
+            self._put({"op": "model", "run": self._uid, "path": str(folder), "name": "model",
+                       "uid": uuid.uuid4().hex, "tags": tags})  # fmt: skip
+
+    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy a file or folder into the study run's artifacts (under ``artifact_path``)."""
+        with self._guard("log an artifact"):
+            staged = stage(local_path, self._spool_dir)
+            self._put({"op": "artifact", "run": self._uid, "path": str(staged), "dest": artifact_path})
 
     def end_study(self, summary: StudySummary, status: str = "FINISHED") -> None:
         status = str(status).upper()
@@ -221,25 +254,49 @@ class MlflowTracker(Tracker):
             raise ConfigError(f"end_study status must be one of {_STATUSES}, got {status!r}.")
         with self._guard("end the study run"):
             for number, trial in sorted(self._trials.items()):  # trials the study never finished
-                run_id = self._flush(number, trial, {"state": "killed"})
-                if run_id is not None:
-                    self._call("close a trial run", "set_terminated", run_id, "KILLED")
+                uid = self._send_trial(number, trial, {"state": "killed"})
+                self._put({"op": "end", "run": uid, "status": "KILLED", "time": now()})
             self._trials.clear()
-            parent = self._ensure_parent()
-            if parent is None:
-                return
-            metrics = objective_metrics("best_objective", summary.best_values)
-            for name, value in summary.test_scores.items():
-                metrics[name if name.startswith("test_") else f"test_{name}"] = value
-            for state, count in summary.counts.items():
-                metrics[f"trials_{state}"] = count
-            metrics.update(summary.extra_metrics)
-            params = params_to_strings({f"best.{k}": v for k, v in summary.best_params.items()})
-            tags = {"regtuner.best_trial": str(summary.best_trial)} if summary.best_trial is not None else {}
-            self._log_batch(parent, _metrics(metrics, 0), params, tags)
-            if summary.report:
-                self._call("log the report", "log_text", parent, summary.report, "report.txt")
-            self._call("close the study run", "set_terminated", parent, status)
+            if self._info is None and self._parent_id is None:
+                return  # no study run to write to
+            for op in summary_ops(self._uid, summary, self._spool_dir):
+                self._put(op)
+            self._put({"op": "end", "run": self._uid, "status": status, "time": now()})
+        self.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has sent or spooled everything queued so far; False on timeout."""
+        with self._changed:
+            if self._transport is None:
+                self._warn_pending()
+                return True
+            number = self._flush_issued = next(self._flush_ids)
+            self._transport.put({"op": "flush", "id": number})
+            ok = self._changed.wait_for(lambda: self._flushed >= number or self._done, timeout)
+            self._warn_pending()
+            return ok
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish sending (a last try for anything spooled) and stop the worker; False on timeout.
+
+        What is still unsent then stays in the spool, for ``regtuner sync``."""
+        with self._changed:
+            transport, self._transport = self._transport, None
+        if transport is None:
+            return True
+        finished = transport.close(CLOSE_SECONDS if timeout is None else timeout)
+        with self._changed:
+            self._warn_pending()
+            spooled, path = self.status.get("spooled", 0), self.status.get("spool")
+        if not finished:
+            log.warning("MLflow tracking is still sending; it goes on in the background (tracking worker).")
+        elif spooled:
+            log.warning(
+                "%d MLflow tracking operations could not be sent to %s; they are kept in %s. "
+                "Run `regtuner sync` when the tracking server is back.",
+                spooled, redact_uri(self._uri), path,
+            )  # fmt: skip
+        return finished
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -247,174 +304,113 @@ class MlflowTracker(Tracker):
     def _guard(self, what: str) -> Iterator[None]:
         """Serialize the public calls; anything they raise is a tracking failure, not the study's."""
         with self._lock:
+            self._warn_pending()
             try:
                 yield
             except Exception as exc:
-                self._failed(what, exc)
+                self.failures += 1
+                self._queue_warning(what, " ".join(f"{type(exc).__name__}: {exc}".split()), local=True)
+                self._warn_pending()
 
-    def _call(self, what: str, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn`` (a MlflowClient method name, or a function) after creating the client if needed;
-        on failure return ``_FAILED``."""
-        try:
-            with _http_limits(_HTTP_DEGRADED if self._degraded else _HTTP_NORMAL):
-                if self._client is None:
-                    from tuner._imports import require
+    def _trial(self, number: int) -> _TrialRun:
+        trial = self._trials.get(number)
+        if trial is None:
+            trial = self._trials[number] = _TrialRun()
+            tags = {"regtuner.role": "trial", "regtuner.trial": str(number), "state": "running"}
+            if self._info is not None:
+                tags["regtuner.study"] = cut(self._info.study_name, MAX_TAG_VALUE)
+            self._put(
+                {"op": "create", "run": f"{self._uid}.{number}", "experiment": self._experiment_name(),
+                 "name": f"trial-{number:04d}", "tags": tags, "parent": self._uid, "time": now()}
+            )  # fmt: skip
+        return trial
 
-                    require("mlflow")
-                    from mlflow.tracking import MlflowClient
+    def _experiment_name(self) -> str:
+        return (self._info.experiment if self._info is not None else None) or self.experiment
 
-                    self._client = MlflowClient(tracking_uri=self._uri)
-                    self._uri = absolute_sqlite(str(self._client.tracking_uri))
-                result = (getattr(self._client, fn) if isinstance(fn, str) else fn)(*args, **kwargs)
-        except Exception as exc:
-            self._failed(what, exc)
-            return _FAILED
-        self._degraded = False
-        return result
+    def _send_trial(self, number: int, trial: _TrialRun, tags: Mapping[str, str] | None = None) -> str:
+        uid = f"{self._uid}.{number}"
+        op: dict[str, Any] = {"op": "log", "run": uid, "metrics": trial.buffer}
+        if not trial.params_sent and trial.params:
+            op["params"], trial.params_sent = trial.params, True
+        if tags:
+            op["tags"] = {k: cut(v, MAX_TAG_VALUE) for k, v in tags.items()}
+        trial.buffer, trial.last_flush = [], time.monotonic()
+        if len(op) > 3 or op["metrics"]:
+            self._put(op)
+        return uid
 
-    def _failed(self, what: str, exc: Exception) -> None:
-        """Count a failure; warn about the first one only."""
-        self.failures += 1
-        self._degraded = True
+    def _put(self, op: dict[str, Any]) -> None:
+        with self._lock:
+            if self._transport is None:
+                self._start_transport()
+            assert self._transport is not None
+            self._transport.put(op)
+
+    def _start_transport(self, thread: bool = False) -> None:
+        config = {"uri": self._uri, "experiment": self.experiment, "spool_dir": self._spool_dir}
+        handler = EventHandler(weakref.ref(self))
+        self._done = self._offline = False
+        self._transport = ThreadTransport(config, handler) if thread else start_transport(config, handler)
+        self._transport.put({"op": "connect"})
+        for uid, run_id in self._runs.items():
+            self._transport.put(
+                {"op": "bind", "run": uid, "run_id": run_id, "experiment_id": self._experiment_id}
+            )
+        close_with(self, self._transport, CLOSE_SECONDS)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        with self._changed:
+            if "failures" in event:
+                self.failures = max(self.failures, int(event["failures"]))
+            if kind == "run":
+                self._runs[event["run"]] = event["run_id"]
+                if event["run"] == self._uid:
+                    self._parent_id, self._experiment_id = event["run_id"], event.get("experiment_id")
+            elif kind == "ready":
+                self._ready = True
+                self._uri = self._uri or event.get("uri")
+            elif kind in ("offline", "dropped", "died"):
+                self._offline = self._offline or kind != "dropped"
+                self._queue_warning(event.get("what", "send"), event.get("message", ""), event.get("spool"))
+                if kind == "died" and self._transport is not None:
+                    dead = self._transport
+                    self._flushed = self._flush_issued  # flushes sent to the dead worker will not answer
+                    self._start_transport(thread=True)  # carry on in this process
+                    for item in getattr(dead, "leftovers", list)():
+                        if item.get("op") not in ("connect", "flush", "bind") and "spool_dir" not in item:
+                            self._transport.put(item)
+            elif kind == "online":
+                self._offline = False
+            elif kind == "flushed":
+                self._flushed = max(self._flushed, int(event["id"]))
+                self.status = event
+            elif kind == "done":
+                self._done, self.status = True, event
+            elif kind == "note":
+                log.info("MLflow tracking: %s", event.get("message"))
+            self._changed.notify_all()
+
+    def _queue_warning(self, what: str, message: str, spool: str | None = None, local: bool = False) -> None:
         if self._warned:
             return
         self._warned = True
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        netloc = urllib.parse.urlsplit(self.tracking_uri or "").netloc
+        netloc = urllib.parse.urlsplit(self._uri or "").netloc
         if "@" in netloc:  # MLflow's own messages may repeat the URL with its credentials
             message = message.replace(netloc.rsplit("@", 1)[0], "***")
-        warnings.warn(
-            f"MLflow tracking at {redact_uri(self.tracking_uri)} failed to {what} ({message[:600]}). "
-            "The study goes on; the tracker keeps trying, and further failures are only counted "
-            "(tracker.failures).",
-            TrackingWarning,
-            stacklevel=2,
-        )
-
-    def _ensure_parent(self) -> str | None:
-        """The parent run id, creating experiment and run if needed (again after an earlier failure)."""
-        if self._parent_id is not None:
-            if self._experiment_id is None:
-                run = self._call("read the study run", "get_run", self._parent_id)
-                if run is not _FAILED:
-                    self._experiment_id = run.info.experiment_id
-            return self._parent_id
-        info = self._info
-        if info is None:
-            return None  # start_study was never called: nothing to nest under
-        name = info.experiment or self.experiment
-        experiment_id = self._call("get or create the experiment", self._get_or_create_experiment, name)
-        if experiment_id is _FAILED:
-            return None
-        self._experiment_id = experiment_id
-        run = self._call("create the study run", self._create_run, info.study_name, self._study_tags(info))
-        if run is _FAILED:
-            return None
-        self._parent_id = run.info.run_id
-        self._log_batch(
-            self._parent_id, params=params_to_strings({**flatten(info.settings), "space": info.space_name})
-        )
-        if info.space_yaml:
-            self._call("log space.yaml", "log_text", self._parent_id, info.space_yaml, "space.yaml")
-        return self._parent_id
-
-    def _get_or_create_experiment(self, name: str) -> str:
-        client = self._client
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            try:
-                return client.create_experiment(name)
-            except Exception:
-                found = client.get_experiment_by_name(name)  # another process created it meanwhile
-                if found is None:
-                    raise
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-            warnings.warn(
-                f"Restored the deleted MLflow experiment {name!r} to log this study.",
-                TrackingWarning,
-                stacklevel=2,
+        text = f"MLflow tracking at {redact_uri(self._uri)} failed to {what} ({message[:600]}). "
+        text += "The study goes on"
+        if local:
+            text += "; this was not sent."
+        else:
+            where = f"spooled to {spool}" if spool else f"spooled under {self._spool_dir}"
+            text += (
+                f"; what could not be sent is {where} and replayed when the store is back "
+                "(at the end of the study, or with `regtuner sync`)."
             )
-        return found.experiment_id
+        self._warnings.append(text + " Further failures are only counted (tracker.failures).")
 
-    def _study_tags(self, info: StudyInfo) -> dict[str, str]:
-        tags = {"regtuner.role": "study", "regtuner.study": info.study_name, "regtuner.task": info.task}
-        tags.update({"regtuner.executor": info.executor, "regtuner.fingerprint": info.fingerprint})
-        tags.update(
-            {"regtuner.objective": ",".join(info.objective), "regtuner.direction": ",".join(info.directions)}
-        )
-        tags["regtuner.version"] = info.version
-        if info.framework:
-            tags["regtuner.framework"] = info.framework
-            self._framework_tagged = True
-        return {k: cut(v, _MAX_TAG_VALUE) for k, v in tags.items()}
-
-    def _create_run(self, name: str, tags: Mapping[str, str]) -> Any:
-        return self._client.create_run(self._experiment_id, run_name=name, tags=dict(tags))
-
-    def _reopen_parent(self) -> None:
-        if self._ensure_parent() is None or self._info is None:
-            return
-        self._call("reopen the study run", "update_run", self._parent_id, status="RUNNING")
-        self._log_batch(self._parent_id, tags=self._study_tags(self._info))
-
-    def _ensure_trial_run(self, number: int, trial: _TrialRun) -> str | None:
-        if trial.run_id is None:
-            parent = self._ensure_parent()
-            if parent is None or self._experiment_id is None:
-                return None
-            tags = {"mlflow.parentRunId": parent, "regtuner.role": "trial", "regtuner.trial": str(number)}
-            if self._info is not None:
-                tags["regtuner.study"] = cut(self._info.study_name, _MAX_TAG_VALUE)
-            run = self._call("create a trial run", self._create_run, f"trial-{number:04d}", tags)
-            if run is _FAILED:
-                return None
-            trial.run_id = run.info.run_id
-        if not trial.params_logged and trial.params:
-            trial.params_logged = self._log_batch(trial.run_id, params=trial.params)
-        return trial.run_id
-
-    def _flush(self, number: int, trial: _TrialRun, tags: Mapping[str, str] | None = None) -> str | None:
-        """Send the trial's buffered metrics (and ``tags``); on failure the record will resend the epochs."""
-        pending, trial.buffer = trial.buffer, []
-        trial.last_flush = time.monotonic()
-        run_id = self._ensure_trial_run(number, trial)
-        if run_id is None or not self._log_batch(run_id, pending, tags=tags):
-            trial.lost.update(m.step for m in pending)  # trial_finished sends them again from the record
-        return run_id
-
-    def _log_batch(
-        self,
-        run_id: str,
-        metrics: Sequence[Any] = (),
-        params: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> bool:
-        """log_batch in chunks within MLflow's limits; False when a chunk failed (the rest is dropped)."""
-        from mlflow.entities import Param, RunTag
-
-        ms, ps = list(metrics), [Param(k, v) for k, v in (params or {}).items()]
-        ts = [RunTag(k, cut(v, _MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
-        while ms or ps or ts:  # at most 1000 metrics, 100 params, 100 tags, 1000 entities per call
-            p, t = ps[:_MAX_PARAMS_TAGS], ts[:_MAX_PARAMS_TAGS]
-            ps, ts = ps[_MAX_PARAMS_TAGS:], ts[_MAX_PARAMS_TAGS:]
-            room = min(_MAX_METRICS, _MAX_ENTITIES - len(p) - len(t))
-            m, ms = ms[:room], ms[room:]
-            if self._call("log a batch", "log_batch", run_id, metrics=m, params=p, tags=t) is _FAILED:
-                return False
-        return True
-
-
-def _metrics(values: Mapping[str, Any], step: int) -> list[Any]:
-    """MLflow Metric entities at ``step``; values that are not numbers are left out."""
-    from mlflow.entities import Metric
-
-    stamp = int(time.time() * 1000)
-    out = []
-    for key, value in values.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        out.append(Metric(metric_key(key), number, stamp, step))
-    return out
+    def _warn_pending(self) -> None:
+        while self._warnings:
+            warnings.warn(self._warnings.pop(0), TrackingWarning, stacklevel=4)

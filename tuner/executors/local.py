@@ -38,7 +38,10 @@ class LocalExecutor(Executor):
 
     def __init__(self, **options: object) -> None:
         if options:
-            raise ConfigError(f"the local executor takes no options, got {sorted(options)}.")
+            raise ConfigError(
+                f"the local executor takes no options, got {sorted(options)}; resources_per_trial, "
+                "max_concurrent_trials, ray_address and max_failures apply to executor='ray'."
+            )
 
     def run(self, job: StudyJob) -> optuna.Study:
         import optuna

@@ -1,0 +1,135 @@
+"""``regtuner submit | status | logs | jobs | stop`` against a real Ray head (``ray start --head``).
+
+The head runs with token authentication (a token in its ``~/.ray/auth_token``, as Ray 2.60 does once a
+token exists); the client shares that HOME, like a user who copied the token. The job is the example
+spec (Keras on digits, budget cut down) tracking to a real MLflow server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.mlflow_server import find_runs, mlflow_server_fixture, tags_of  # noqa: F401
+from tests.ray_head import RayHead
+from tuner.cli import main
+
+pytest.importorskip("ray.job_submission")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+AUTH_VARS = (
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_ADDRESS",
+    "RAY_API_SERVER_ADDRESS",
+)
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    home = tmp_path_factory.mktemp("head-home")
+    (home / ".ray").mkdir()
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(24))
+    with RayHead(home) as running:
+        yield running
+
+
+@pytest.fixture
+def client(head, monkeypatch):
+    """This machine as a user's: the head's token in ~/.ray/auth_token, no RAY_AUTH_MODE set."""
+    monkeypatch.setenv("HOME", str(head.home))
+    for name in AUTH_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return head
+
+
+def job_folder(root: Path, mlflow_url: str, experiment: str) -> Path:
+    """The example job, its budget cut to seconds, tracking to ``mlflow_url``."""
+    folder = root / "job"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "digits_job.py", folder)
+    spec = yaml.safe_load((EXAMPLES / "digits_ray.yaml").read_text())
+    spec["budget"] = {"n_trials": 2, "max_epochs": 2}
+    spec["data_args"] = {"n_train": 200}
+    spec["executor"].update(max_concurrent_trials=1, max_failures=0)
+    spec["tracking"] = {"uri": mlflow_url, "experiment": experiment}
+    spec["study_name"] = experiment
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+def regtuner(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_submit_a_spec_follow_it_and_find_its_runs_in_mlflow(client, mlflow_server, tmp_path, capsys):
+    folder = job_folder(tmp_path, mlflow_server, "cli-jobs-digits")
+    token = (client.home / ".ray" / "auth_token").read_text()
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    done = regtuner("submit", str(folder / "spec.yaml"), "--address", client.dashboard,
+                    "--working-dir", str(folder), env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("regtuner-cli-jobs-digits-")
+    assert token not in done.stdout + done.stderr
+
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        assert main(["status", job_id, "--address", client.dashboard]) == 0
+        status = capsys.readouterr().out
+        if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+            break
+        time.sleep(2)
+    assert main(["logs", job_id, "--address", client.dashboard]) == 0
+    logs = capsys.readouterr().out
+    assert f"{job_id}: SUCCEEDED" in status, logs[-3000:]
+    assert "regtuner run spec.yaml: executor ray" in logs and "MLflow study run:" in logs
+
+    runs = find_runs(mlflow_server, "cli-jobs-digits")
+    studies = [r for r in runs if tags_of(r).get("regtuner.role") == "study"]
+    trials = [r for r in runs if tags_of(r).get("regtuner.role") == "trial"]
+    assert len(studies) == 1 and len(trials) == 2
+    parent = studies[0]["info"]["run_id"]
+    assert all(tags_of(t)["mlflow.parentRunId"] == parent for t in trials)
+    assert all(r["info"]["status"] == "FINISHED" for r in runs)
+    assert parent in logs
+
+    assert main(["jobs", "--address", client.dashboard]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["stop", job_id, "--address", client.dashboard]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert main(["logs", job_id, "--follow", "--address", client.dashboard]) == 0  # ended: 0 = succeeded
+    assert "MLflow study run:" in capsys.readouterr().out
+
+
+def test_without_the_token_submission_stops_with_a_fix(client, tmp_path, monkeypatch, capsys):
+    folder = job_folder(tmp_path, "http://127.0.0.1:9", "no-token")
+    monkeypatch.setenv("HOME", str(tmp_path))  # a machine that never got the head's token
+    code = main(
+        ["submit", str(folder / "spec.yaml"), "--address", client.dashboard, "--working-dir", str(folder)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "requires its authentication token" in err and "ray get-auth-token" in err
+
+
+def test_unknown_jobs_and_unreachable_heads_exit_2(client, tmp_path, capsys):
+    assert main(["status", "no-such-job", "--address", client.dashboard]) == 2
+    assert "no job 'no-such-job'" in capsys.readouterr().err
+    folder = job_folder(tmp_path, "http://127.0.0.1:9", "unreachable")
+    from tests.mlflow_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["submit", str(folder / "spec.yaml"), "--address", dead, "--working-dir", str(folder)]) == 2
+    assert "cannot reach the Ray dashboard" in capsys.readouterr().err

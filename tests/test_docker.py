@@ -1,0 +1,75 @@
+"""docker/: what can be checked without a Docker daemon.
+
+``docker-compose config`` (Debian's docker-compose 1.29, which works offline) validates compose.yaml;
+the Dockerfiles install extras that pyproject.toml defines and run the commands the Ray tests run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+COMPOSE = shutil.which("docker-compose")
+
+
+def compose(*args: str, token: str | None = "test-token") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_BACKEND"))}
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
+    return subprocess.run(
+        [COMPOSE or "docker-compose", "-f", str(DOCKER / "compose.yaml"), *args],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(
+    COMPOSE is None, reason="docker-compose is not installed (apt-get install docker-compose)"
+)
+def test_compose_file_is_valid_and_wires_the_cluster():
+    done = compose("--profile", "postgres", "--profile", "gpu", "config")
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    services = config["services"]
+    assert set(services) == {"mlflow", "postgres", "ray-head", "ray-worker", "ray-gpu-worker"}
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["command"][:4] == ["ray", "start", "--head", "--block"]  # as tests/ray_head.py starts it
+    assert "--address=ray-head:6379" in worker["command"] and "--port=6379" in head["command"]
+    assert any(str(p).startswith("127.0.0.1:8265:8265") for p in head["ports"])
+    for service in (head, worker, services["ray-gpu-worker"]):
+        env = service["environment"]
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and env["RAY_AUTH_MODE"] == "token"
+        assert env["RAY_AUTH_TOKEN"] == "test-token"
+    assert head["environment"]["REGTUNER_STORAGE"].startswith("sqlite:////data/")
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in services["mlflow"]["command"]
+    gpu = services["ray-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+
+
+@pytest.mark.skipif(
+    COMPOSE is None, reason="docker-compose is not installed (apt-get install docker-compose)"
+)
+def test_compose_refuses_to_start_a_cluster_without_a_token():
+    done = compose("config", token=None)
+    assert done.returncode != 0 and "set RAY_AUTH_TOKEN" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_dockerfiles_install_extras_that_exist(name):
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    text = (DOCKER / name).read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = re.findall(r'"\.\[([a-z,\-]+)\]"', text)
+    assert wanted, f"{name} installs no regtuner extras"
+    for group in wanted:
+        assert set(group.split(",")) <= set(extras), group
+    assert "ray" in wanted[0].split(",")  # the Ray head and workers, with the Jobs API
+    for path in re.findall(r"^COPY (\S+) ", text, flags=re.MULTILINE):
+        assert (ROOT / path).exists(), path

@@ -1,0 +1,186 @@
+"""Job spec files and ``regtuner run`` (no Ray: the local executor, the numpy fake adapter)."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.cli import main
+from tuner.errors import ConfigError
+from tuner.jobs import load_spec, parse_spec, resolve_ref
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+JOB_MODULE = """
+from tests.fakes import NumpyModel, blobs
+from tuner.adapters import base
+
+def build(hp):
+    if "tests.fakes:NumpyAdapter" not in base.ADAPTERS:
+        base.ADAPTERS.insert(0, "tests.fakes:NumpyAdapter")
+    return NumpyModel(5, 3)
+
+def data(n=300):
+    return blobs(n=n)
+
+not_a_function = 3
+"""
+
+
+@pytest.fixture
+def job(tmp_path):
+    """A job folder (the test's working directory) with a module of a unique name."""
+    name = f"job_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(JOB_MODULE)
+    return name
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_full_spec_becomes_tune_arguments(tmp_path, job):
+    (tmp_path / "spaces").mkdir()
+    spec = load_spec(
+        write(
+            tmp_path,
+            f"""
+        builder: {job}:build
+        data: {job}:data
+        data_args: {{n: 200}}
+        space: spaces/mine.yaml
+        objective: [val_loss, val_accuracy]
+        budget: {{n_trials: 5, max_epochs: 7, timeout: 60}}
+        seed: 3
+        study_name: s1
+        storage: db/studies.db
+        executor: {{type: ray, address: auto, resources_per_trial: {{cpu: 2, gpu: 0.5}}, max_failures: 1}}
+        tracking: {{uri: "http://mlflow:5000", experiment: exp}}
+    """,
+        )
+    )
+    assert spec.tune_args == {
+        "objective": ["val_loss", "val_accuracy"],
+        "seed": 3,
+        "study_name": "s1",
+        "space": str(tmp_path / "spaces" / "mine.yaml"),  # relative to the spec's folder
+        "storage": str(tmp_path / "db" / "studies.db"),
+        "n_trials": 5,
+        "max_epochs": 7,
+        "timeout": 60,
+        "tracking": "http://mlflow:5000",
+        "experiment": "exp",
+    }
+    assert spec.executor == "ray"
+    assert spec.executor_args == {
+        "ray_address": "auto",
+        "resources_per_trial": {"cpu": 2, "gpu": 0.5},
+        "max_failures": 1,
+    }
+    assert spec.data_args == {"n": 200}
+    build, data = spec.resolve()
+    assert build.__name__ == "build" and len(data(n=50)[0]) == 50
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("builder: m:f\ndata: m:g\nbudjet: {}\n", "unknown key 'budjet' \\(did you mean 'budget'\\?\\)"),
+        ("builder: m:f\ndata: m:g\nbudget: {trials: 3}\n", "unknown key budget.'trials'"),
+        ("builder: m:f\ndata: m:g\nexecutor: {type: ray, adress: auto}\n", "executor.'adress'.*'address'"),
+        ("builder: m:f\ndata: m:g\ntracking: {url: x}\n", "tracking.'url'"),
+        ("builder: m:f\n", "'data' is missing"),
+        ("builder: m.f\ndata: m:g\n", "'m.f' is not a reference; write it as 'module:function'"),
+        ("builder: m:f\ndata: m:g\nbudget: {n_trials: 0}\n", "budget.n_trials must be a positive integer"),
+        ("builder: m:f\ndata: m:g\nexecutor: {type: dask}\n", "executor.type must be 'local' or 'ray'"),
+        ("builder: m:f\ndata: m:g\nexecutor: {max_failures: 2}\n", "apply to 'type: ray' only"),
+        ("- a list\n", "a job spec is a YAML mapping"),
+        ("builder: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_specs_name_the_problem(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_spec(text, source="spec.yaml")
+
+
+def test_references_resolve_or_say_what_is_missing(job, tmp_path):
+    from tuner.jobs import import_paths
+
+    with import_paths(tmp_path):
+        assert resolve_ref(f"{job}:build", "builder").__name__ == "build"
+        with pytest.raises(ConfigError, match="module 'no_such_module' not found"):
+            resolve_ref("no_such_module:build", "builder")
+        with pytest.raises(ConfigError, match="has no 'buld' \\(did you mean 'build'\\?\\)"):
+            resolve_ref(f"{job}:buld", "builder")
+        with pytest.raises(ConfigError, match="is a int, not a function"):
+            resolve_ref(f"{job}:not_a_function", "data")
+    (tmp_path / "needs_dep.py").write_text("import a_package_nobody_installed\n")
+    with import_paths(tmp_path), pytest.raises(ConfigError, match="imports 'a_package_nobody_installed'"):
+        resolve_ref("needs_dep:build", "builder")
+
+
+def test_regtuner_run_runs_the_study_here(tmp_path, job, capsys):
+    spec = write(
+        tmp_path,
+        f"""
+        builder: {job}:build
+        data: {job}:data
+        space: {{knobs: {{learning_rate: {{low: 0.01, high: 0.3, log: true}}, batch_size: 32}}}}
+        budget: {{n_trials: 3, max_epochs: 3}}
+        study_name: from-a-spec
+        tracking: false
+    """,
+    )
+    assert main(["run", str(spec), "--check"]) == 0
+    assert "ok (builder" in capsys.readouterr().out
+    assert main(["run", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "regtuner run" in out and "learning_rate" in out
+    assert main(["run", str(spec), "--resume"]) == 0  # the budget is spent: nothing more runs
+    assert "learning_rate" in capsys.readouterr().out
+
+
+def test_regtuner_run_exits_2_on_a_bad_spec_before_running(tmp_path, job, capsys):
+    spec = write(tmp_path, f"builder: {job}:nope\ndata: {job}:data\n")
+    assert main(["run", str(spec)]) == 2
+    assert "has no 'nope'" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the job spec" in capsys.readouterr().err
+
+
+def test_regtuner_run_reads_a_spec_from_the_environment(tmp_path, job, monkeypatch, capsys):
+    monkeypatch.setenv("REGTUNER_SPEC", f"builder: {job}:build\ndata: {job}:data\n")
+    assert main(["run", "--spec-env", "REGTUNER_SPEC", "--check"]) == 0
+    assert "$REGTUNER_SPEC: ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["digits_ray.yaml"])
+def test_the_example_specs_are_valid(name, monkeypatch):
+    monkeypatch.chdir(EXAMPLES)
+    pytest.importorskip("keras")
+    spec = load_spec(EXAMPLES / name)
+    spec.check()
+    assert spec.executor == "ray" and yaml.safe_load((EXAMPLES / name).read_text())["builder"] == spec.builder
+
+
+def test_job_request_ships_the_spec_with_the_working_dir_or_as_text(tmp_path):
+    from tuner.executors._ray_jobs import SPEC_ENV, job_request
+
+    spec = write(tmp_path, "builder: m:f\ndata: m:g\n")
+    entrypoint, env = job_request(spec, tmp_path, ["scikit-learn"])
+    assert entrypoint == "regtuner run spec.yaml"
+    assert (
+        env["working_dir"] == str(tmp_path)
+        and ".regtuner" in env["excludes"]
+        and env["pip"] == ["scikit-learn"]
+    )
+    elsewhere = tmp_path / "code"
+    elsewhere.mkdir()
+    entrypoint, env = job_request(spec, elsewhere)
+    assert entrypoint == f"regtuner run --spec-env {SPEC_ENV}" and "builder: m:f" in env["env_vars"][SPEC_ENV]

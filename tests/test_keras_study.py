@@ -1,0 +1,120 @@
+"""tune() end to end with real (tiny) Keras models."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from tuner import tune  # noqa: E402
+from tuner.errors import ModelError  # noqa: E402
+
+SCHEDULES = ["constant", "step", "exponential", "cosine", "one_cycle", "plateau"]
+IMAGE_AUGS = ["none", "noise", "mixup", "flip", "translate", "rotate", "zoom", "contrast", "cutout"]
+
+
+def tabular(n=240, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    return X, y
+
+
+def images(n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(scale=0.3, size=(n, 8, 8, 1)).astype(np.float32)
+    for k in range(3):
+        X[y == k, k * 2 : k * 2 + 3, :, 0] += 1.0
+    return X, y
+
+
+def mlp():
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dense(1, activation="sigmoid")])
+    m.compile(optimizer="adam", loss="binary_crossentropy")
+    return m
+
+
+def small_cnn():
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+
+
+QUIET = {"tracking": False, "progress": False, "baselines": False}
+
+
+def test_zero_arg_builder_is_regularized_by_injection():
+    r = tune(mlp, tabular(), space="quick", n_trials=3, max_epochs=4, **QUIET)
+    assert isinstance(r.best_model, keras.Model)
+    assert {"loss", "accuracy", "roc_auc"} <= set(r.test_scores)
+    best = next(x for x in r.records if x.number == r.best_trial)
+    knobs = {i.knob: i for i in best.injected}
+    assert knobs["dropout"].applied and knobs["l2"].applied
+    rates = [layer.rate for layer in r.best_model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [pytest.approx(r.best_params["dropout"])]
+    assert {"train_loss", "val_loss", "gap", "val_roc_auc", "lr"} <= set(best.epochs[0])
+
+
+def test_hp_builder_with_own_hyperparameter():
+    seen = []
+
+    def build(hp):
+        seen.append(hp.units)
+        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.units, activation="relu"),
+                              keras.layers.Dropout(hp.dropout), keras.layers.Dense(1, activation="sigmoid")])
+        return m
+
+    space = {"extends": "quick", "hyperparameters": {"units": {"type": "int", "low": 4, "high": 32}}}
+    r = tune(build, tabular(), space=space, n_trials=3, max_epochs=3, **QUIET)
+    assert "units" in r.best_params and all(4 <= u <= 32 for u in seen)
+    best = next(x for x in r.records if x.number == r.best_trial)
+    knobs = {i.knob: i for i in best.injected}
+    assert "hp.dropout" in knobs["dropout"].detail and "hp.l2" not in knobs["l2"].detail  # l2: injected
+
+
+def test_every_schedule_trains():
+    space = {"knobs": {"lr_schedule": SCHEDULES, "learning_rate": 0.01, "patience": 0},
+             "start": [{"lr_schedule": s} for s in SCHEDULES]}
+    r = tune(mlp, tabular(), space=space, n_trials=len(SCHEDULES), max_epochs=4, test=None, **QUIET)
+    assert sorted(r.trials["params_lr_schedule"]) == sorted(SCHEDULES)
+    assert (r.trials["state"] == "complete").all()
+    lrs = {x.params["lr_schedule"]: [e["lr"] for e in x.epochs] for x in r.records}
+    assert len(set(lrs["constant"])) == 1 and lrs["step"] != lrs["constant"] and lrs["cosine"][-1] < 0.01
+
+
+def test_every_image_augmentation_trains():
+    space = {"knobs": {"augmentation": IMAGE_AUGS, "augment_strength": 0.5, "patience": 0,
+                       "learning_rate": 0.01},
+             "start": [{"augmentation": a} for a in IMAGE_AUGS]}
+    r = tune(small_cnn, images(), space=space, n_trials=len(IMAGE_AUGS), max_epochs=2, test=None, **QUIET)
+    assert sorted(r.trials["params_augmentation"]) == sorted(IMAGE_AUGS)
+    assert (r.trials["state"] == "complete").all(), r.trials[["params_augmentation", "error"]]
+
+
+def test_divergence_is_a_failed_trial_not_a_crash():
+    space = {"knobs": {"learning_rate": [1e6, 1e-3], "patience": 0, "optimizer": "sgd"},
+             "start": [{"learning_rate": 1e6}, {"learning_rate": 1e-3}]}
+    r = tune(_regressor, _reg_data(), space=space, n_trials=2, max_epochs=3, **QUIET)
+    states = dict(zip(r.trials["params_learning_rate"], r.trials["state"], strict=True))
+    assert states[1e6] == "failed" and states[1e-3] == "complete"
+    assert r.trials.set_index("params_learning_rate").loc[1e6, "error"].startswith("diverged")
+
+
+def _regressor():
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    return m
+
+
+def _reg_data():
+    X, _ = tabular()
+    return X, (X @ np.arange(8) * 10).astype(np.float32)
+
+
+def test_output_that_does_not_fit_y_is_refused_before_any_trial():
+    def wrong():
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(5, activation="softmax")])
+
+    with pytest.raises(ModelError, match="3 classes"):
+        tune(wrong, images(), n_trials=2, **QUIET)

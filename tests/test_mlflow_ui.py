@@ -1,0 +1,97 @@
+"""A study in the MLflow UI, in a real headless Chromium: the study run with its nested trials and a chart.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them; see the README's test
+command) and Selenium (the ``dev`` extra). Skips, saying why, only where no browser is installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+import pytest
+
+from tests.test_tracking import drive_study
+from tuner.tracking import MlflowTracker
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+DRIVERS = ("chromedriver", "/usr/lib/chromium/chromedriver")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+)
+WAIT = 90  # seconds for the UI to load on a busy machine
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (dev extra)")
+    binary = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    driver = next((p for p in map(shutil.which, DRIVERS) if p), None)
+    if binary is None or driver is None:
+        pytest.skip(
+            "no Chromium browser and driver installed; install them with "
+            "`apt-get install chromium chromium-driver` (.ci/run does)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")  # fresh profile per test
+    options.binary_location = binary
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG file"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_study_shows_in_the_mlflow_ui_with_nested_trials_and_a_chart(mlflow_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tracker = MlflowTracker(mlflow_server, "ui-study")
+    drive_study(tracker, "study-in-the-ui", "ui-study")
+    assert tracker.failures == 0
+    wait = WebDriverWait(browser, WAIT)
+
+    browser.get(f"{mlflow_server}/#/experiments/{tracker.experiment_id}/runs")
+    parent = wait.until(ec.presence_of_element_located((By.XPATH, "//*[text()='study-in-the-ui']")))
+    for close in browser.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+        close.click()  # the assistant side panel hides half the table
+    row = parent.find_element(By.XPATH, "./ancestor::*[contains(@class, 'ag-row')]")
+    row.find_elements(By.CSS_SELECTOR, "button")[-1].click()  # expand the study run: its trials below
+    for number in range(3):
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//*[text()='trial-{number:04d}']")))
+
+    mode = browser.find_element(By.CSS_SELECTOR, "input[name=runs-view-mode][value=CHART]")
+    mode.find_element(By.XPATH, "./ancestor::label").click()
+    search = wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metric charts']"))
+    )
+    search.send_keys("val_loss")
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'trial-0002 (val_loss)')]")))
+    plots = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))
+    assert plots, "no metric chart was drawn"
+    names = browser.find_element(By.TAG_NAME, "body").text
+    assert "study-in-the-ui" in names and all(f"trial-{n:04d}" in names for n in range(3))
+
+    shot = tmp_path / "mlflow-ui.png"
+    assert browser.save_screenshot(str(shot))
+    data = shot.read_bytes()
+    width, height = png_size(data)
+    assert (width, height) >= (800, 600) and len(data) > 30_000  # a rendered page, not a blank one

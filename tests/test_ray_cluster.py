@@ -1,0 +1,108 @@
+"""A two-node Ray cluster simulated on this machine (``ray.cluster_utils.Cluster``).
+
+A worker node is removed in the middle of a study: its trial is retried elsewhere (``max_failures``),
+the study finishes, and no trial that had finished is lost or changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from tests.fakes import NumpyModel, blobs
+from tests.test_ray_executor import NUMPY_SPACE, QUIET, _register_fake
+from tuner import tune
+from tuner.adapters import base
+from tuner.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    two_nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = two_nodes.add_node(num_cpus=1)
+    ray.init(address=two_nodes.address, logging_level=logging.WARNING)
+    two_nodes.wait_for_nodes()
+    yield two_nodes, worker
+    ray.shutdown()
+    two_nodes.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def fake_adapter(monkeypatch):
+    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+
+
+def slow_model(hp, log: str | None = None, slow_node: str | None = None):
+    _register_fake()
+    sleep = 0.15
+    if log is not None:  # which node builds when: the test removes a node while it trains
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+        with open(log, "a") as f:
+            f.write(f"{node} {time.time()}\n")
+        sleep = 0.5 if node == slow_node else sleep  # a wide window to remove that node mid-trial
+    return NumpyModel(5, 3, sleep=sleep)
+
+
+def test_a_local_tracking_store_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
+    with pytest.raises(ConfigError, match="cannot write.*MLflow server"):
+        tune(slow_model, blobs(n=300), space=NUMPY_SPACE, n_trials=2, max_epochs=2, executor="ray",
+             tracking=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=False, baselines=False)  # fmt: skip
+
+
+def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster):
+    import optuna
+    from optuna.trial import TrialState
+
+    two_nodes, worker = cluster
+    url = f"sqlite:///{os.path.abspath('studies.db')}"
+    optuna.storages.RDBStorage(url)  # the schema, before the watcher below reads it
+    seen: dict[int, tuple] = {}
+
+    log = os.path.abspath("builds.log")
+    open(log, "w").close()
+
+    def builds() -> list[tuple[str, float]]:
+        with open(log) as f:
+            return [(node, float(at)) for node, at in (line.split() for line in f if line.strip())]
+
+    def remove_worker_mid_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                trials = optuna.load_study(study_name="lossy", storage=url).get_trials(deepcopy=False)
+            except (KeyError, ValueError):  # the study is not created yet
+                trials = []
+            done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            on_worker = [at for node, at in builds() if node == worker.node_id]
+            if done and on_worker and time.time() - on_worker[-1] < 1.5:  # it is training now
+                seen.update({t.number: (t.state, t.values) for t in done})
+                two_nodes.remove_node(worker)
+                return
+            time.sleep(0.05)
+
+    remover = threading.Thread(target=remove_worker_mid_trial, daemon=True)
+    remover.start()
+    builder = functools.partial(slow_model, log=log, slow_node=worker.node_id)
+    result = tune(builder, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
+                  max_failures=2, storage=url, study_name="lossy", **QUIET)  # fmt: skip
+    remover.join(timeout=5)
+    assert seen, "the worker node was never removed"
+    assert len(builds()) > 6 + 1  # the preflight, six trials, and the retry of the one the node took along
+    assert len(result.records) == 6
+    after = {t.number: (t.state, t.values) for t in result.study.get_trials(deepcopy=False)}
+    assert all(after[number] == before for number, before in seen.items())
+    import ray
+
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 1

@@ -1,0 +1,346 @@
+"""The Ray executor: option checks and worker helpers (no Ray), then studies on a real local Ray.
+
+One ``ray.init(num_cpus=2)`` serves the whole module. Builders live at module level so Ray workers
+import them from ``tests.test_ray_executor``; they register the numpy fake adapter in the worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from tests.fakes import NumpyModel, blobs
+from tuner import tune
+from tuner.adapters import base
+from tuner.errors import ConfigError, StudyAborted, TrialPruned
+from tuner.executors._ray_cluster import is_local_uri, parse_resources
+from tuner.executors._ray_worker import (
+    EPOCH_KEY,
+    NUMBER_KEY,
+    RECORD_KEY,
+    RayReporter,
+    capped_builder,
+    final_result,
+    limit_gpu_memory,
+    memory_fraction,
+    worker_env,
+)
+from tuner.objectives import Objective
+from tuner.records import TrialRecord
+
+QUIET = {"tracking": False, "progress": False, "baselines": False}
+FIFO = {"scheduler": "fifo"}  # no ASHA: a trial's fate depends only on what the test does to it
+FAKE = "tests.fakes:NumpyAdapter"
+
+
+# -- without Ray --------------------------------------------------------------------------------------
+
+
+def test_local_executor_refuses_ray_settings(fake_adapter):
+    with pytest.raises(ConfigError, match="resources_per_trial.*apply to executor='ray'"):
+        tune(numpy_model, blobs(), space=NUMPY_SPACE, resources_per_trial={"cpu": 1}, **QUIET)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"resources_per_trial": {"gpu": 1.5}}, "share of one GPU"),
+        ({"resources_per_trial": {"cpu": -1}}, ">= 0"),
+        ({"resources_per_trial": {"cpu": 0, "gpu": 0}}, "no CPU and no GPU"),
+        ({"resources_per_trial": [1, 2]}, "mapping"),
+        ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
+        ({"max_failures": -1}, "max_failures"),
+        ({"ray_address": "http://head:8265"}, "dashboard"),
+        ({"scheduler": "pbt"}, "scheduler"),
+    ],
+)
+def test_ray_executor_checks_its_settings(options, message):
+    from tuner.executors.base import get_executor
+
+    with pytest.raises(ConfigError, match=message):
+        get_executor("ray", **options)
+
+
+def test_resources_defaults_and_aliases():
+    assert parse_resources(None) == {"cpu": 1.0, "gpu": 0.0}
+    assert parse_resources({"CPUs": 2, "GPU": 0.25, "accel": 1}) == {"cpu": 2.0, "gpu": 0.25, "accel": 1.0}
+
+
+def test_worker_env_gives_frameworks_the_trials_share():
+    env = worker_env(cpus=2, gpus=0.5)
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # never the whole card
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "2"
+    assert "CUDA_VISIBLE_DEVICES" not in env  # Ray's assignment stands
+    assert worker_env(cpus=0.5, gpus=0)["CUDA_VISIBLE_DEVICES"] == ""  # no GPU asked, none seen
+    assert worker_env(cpus=0.5, gpus=0)["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("gpus, fraction", [(0, None), (0.25, 0.25), (0.5, 0.5), (1, None), (2, None)])
+def test_memory_fraction_is_the_gpu_share(gpus, fraction):
+    assert memory_fraction(gpus) == fraction
+
+
+def test_capped_builder_keeps_the_signature_and_caps_nothing_without_a_gpu():
+    from tuner.runner import takes_hp
+
+    def with_hp(hp):
+        return ("model", hp)
+
+    def without():
+        return "model"
+
+    assert takes_hp(capped_builder(with_hp, 0.5)) and not takes_hp(capped_builder(without, 0.5))
+    assert capped_builder(with_hp, 0.5)({"a": 1}) == ("model", {"a": 1})
+    assert limit_gpu_memory(0.5) == []  # CPU machine: torch sees no CUDA device, TF no GPU
+
+
+def test_reporter_sends_epochs_and_turns_a_stop_into_pruning():
+    sent = []
+    objective = Objective(("val_loss",), ("minimize",))
+    reporter = RayReporter(objective, 7, sent.append)
+    reporter.epoch_metrics(0, {"val_loss": 0.5, "train_loss": 0.4})
+    reporter.report(0, 0.5)
+    assert sent == [
+        {
+            "objective": 0.5,
+            "epochs_done": 1,
+            NUMBER_KEY: 7,
+            EPOCH_KEY: {"epoch": 0, "val_loss": 0.5, "train_loss": 0.4},
+        }
+    ]
+
+    def stop(payload):
+        raise SystemExit(0)  # what ray.tune.report does when ASHA stopped the trial
+
+    stopping = RayReporter(objective, 7, stop)
+    stopping.epoch_metrics(1, {"val_loss": 0.6})
+    with pytest.raises(TrialPruned):
+        stopping.report(1, 0.6)
+    assert stopping.stopped
+
+
+def test_final_result_carries_the_record_and_the_metrics_tune_requires():
+    record = TrialRecord(number=3, params={"l2": np.float64(0.1)}, state="failed", error="boom")
+    out = final_result(record, ["objective_0", "objective_1"])
+    assert out["objective_0"] == 0.0 and out[NUMBER_KEY] == 3 and '"boom"' in out[RECORD_KEY]
+
+
+def test_local_file_stores_are_local():
+    assert is_local_uri(None) and is_local_uri("sqlite:///x.db") and is_local_uri("file:///m")
+    assert not is_local_uri("http://mlflow:5000") and not is_local_uri("postgresql://u@db/m")
+
+
+# -- on a real local Ray ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def fake_adapter(monkeypatch):
+    monkeypatch.setattr(base, "ADAPTERS", [FAKE, *base.ADAPTERS])
+
+
+def _register_fake() -> None:
+    if FAKE not in base.ADAPTERS:  # in a Ray worker: the test's monkeypatch is not there
+        base.ADAPTERS.insert(0, FAKE)
+
+
+def numpy_model(hp):
+    _register_fake()
+    return NumpyModel(5, 3, sleep=0.02)
+
+
+def uneven_model(hp):
+    """Bad from the start when dropout is high, so ASHA has trials to stop."""
+    _register_fake()
+    model = NumpyModel(5, 3, sleep=0.02)
+    if hp["dropout"] > 0.25:
+        model.W[:] = np.random.default_rng(0).normal(0, 3.0, model.W.shape)
+    return model
+
+
+def killed_once(hp, marker: str, driver: int):
+    """Kills its own worker process mid-training, the first time any worker builds."""
+    _register_fake()
+    if os.getpid() != driver:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        except FileExistsError:
+            pass
+    return NumpyModel(5, 3, sleep=0.05)
+
+
+def broken_model(hp, driver: int):
+    _register_fake()
+    if os.getpid() != driver:
+        raise ValueError("the builder is broken")
+    return NumpyModel(5, 3)
+
+
+NUMPY_SPACE = {
+    "knobs": {
+        "dropout": {"low": 0.0, "high": 0.5},
+        "learning_rate": {"low": 1e-3, "high": 0.3, "log": True},
+        "batch_size": [16, 32],
+        "patience": 3,
+    }
+}
+
+
+def ray_tune(builder, data=None, **kw):
+    args = {"space": NUMPY_SPACE, "n_trials": 4, "max_epochs": 4, "executor": "ray", **QUIET, **kw}
+    return tune(builder, blobs(n=300) if data is None else data, **args)
+
+
+def test_keras_study_on_ray_matches_the_local_executor(ray_session):
+    keras = pytest.importorskip("keras")
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    data = ((X[:400] / 16).astype(np.float32), y[:400])
+    args = {"space": "quick", "n_trials": 2, "max_epochs": 3, **QUIET}
+    local = tune(keras_mlp, data, study_name="local", **args)
+    remote = tune(keras_mlp, data, study_name="ray", executor="ray", max_concurrent_trials=1, **args)
+    assert list(remote.trials.columns) == list(local.trials.columns)
+    assert len(remote.trials) == 2 and set(remote.trials["framework"]) == {"keras"}
+    assert set(remote.best_params) == set(local.best_params)
+    assert set(remote.test_scores) == set(local.test_scores) and set(remote.validation_scores)
+    assert isinstance(remote.best_model, keras.Model)
+    assert sorted(r.number for r in remote.records) == [0, 1]
+    first = remote.records[0]
+    assert first.params["dropout"] == 0.5 and first.injected  # the start point, regularized by injection
+
+
+def keras_mlp():
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def torch_mlp():
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def sklearn_mlp():
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=(16,), random_state=0)
+
+
+@pytest.mark.parametrize("builder, framework", [(torch_mlp, "torch"), (sklearn_mlp, "sklearn")])
+def test_torch_and_sklearn_studies_on_ray(ray_session, builder, framework):
+    pytest.importorskip(framework)
+    if not any(path.startswith(f"tuner.adapters.{framework}:") for path in base.ADAPTERS):
+        pytest.skip(f"no {framework} adapter yet")
+    result = tune(
+        builder,
+        blobs(n=300),
+        space="quick",
+        n_trials=2,
+        max_epochs=3,
+        executor="ray",
+        max_concurrent_trials=1,
+        **QUIET,
+    )
+    assert len(result.trials) == 2 and "complete" in set(result.trials["state"])
+    assert set(result.trials["state"]) <= {"complete", "pruned"}  # ASHA may stop the second one
+    assert set(result.trials["framework"]) == {framework}
+    assert result.test_scores and result.best_model is not None
+
+
+def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapter, tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # one at a time: the sampler and ASHA see the same order every run
+    result = ray_tune(uneven_model, n_trials=7, max_epochs=6, max_concurrent_trials=1, tracking=uri,
+                      experiment="ray-nesting")  # fmt: skip
+    states = {r.number: r.state for r in result.records}
+    assert len(states) == 7 and "pruned" in states.values() and "complete" in states.values()
+    pruned = [r for r in result.records if r.state == "pruned"]
+    assert all(r.epochs and r.best_epoch is not None and r.values is None for r in pruned)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("ray-nesting")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`regtuner.role` = 'trial'")
+    assert len(runs) == 7
+    for run in runs:  # created by the workers, under the parent the driver made
+        assert run.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["state"] == states[int(run.data.tags["regtuner.trial"])]
+    completed = [r for r in runs if r.data.tags["state"] == "complete"]
+    assert all("objective" in r.data.metrics for r in completed)
+
+
+def test_a_killed_worker_is_retried_per_max_failures(ray_session, fake_adapter, tmp_path):
+    marker = str(tmp_path / "killed")
+    builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
+    result = ray_tune(builder, n_trials=2, max_failures=1, max_concurrent_trials=2, executor_options=FIFO)
+    assert os.path.exists(marker)  # one worker did die mid-trial
+    assert len(result.records) == 2 and {r.state for r in result.records} <= {"complete", "pruned"}
+
+
+def test_a_killed_worker_fails_its_trial_not_the_study(ray_session, fake_adapter, tmp_path):
+    marker = str(tmp_path / "killed")
+    builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
+    result = ray_tune(builder, n_trials=2, max_failures=0, max_concurrent_trials=2, executor_options=FIFO)
+    failed = [r for r in result.records if r.state == "failed"]
+    assert len(result.records) == 2 and len(failed) == 1
+    assert "worker running this trial died" in failed[0].error
+    assert result.best_trial != failed[0].number
+
+
+def test_resume_continues_a_killed_study_on_ray(ray_session, fake_adapter):
+    import optuna
+
+    # the same Optuna storage serves both executors: a study begun here goes on on Ray
+    first = ray_tune(numpy_model, n_trials=2, study_name="resumable", executor="local")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.abspath('.regtuner/studies.db')}")
+    optuna.load_study(study_name="resumable", storage=storage).ask()  # a trial its dead driver left running
+    again = ray_tune(numpy_model, n_trials=4, study_name="resumable", resume=True)
+    by_number = {r.number: r for r in again.records}
+    assert [by_number[r.number].values for r in first.records] == [r.values for r in first.records]
+    assert by_number[2].state == "failed" and "interrupted" in by_number[2].error
+    counted = [r for r in again.records if r.number != 2]
+    assert len(counted) == 4 and {r.state for r in counted} <= {"complete", "pruned"}
+
+
+def test_failure_policy_aborts_a_hopeless_ray_study(ray_session, fake_adapter):
+    builder = functools.partial(broken_model, driver=os.getpid())
+    with pytest.raises(StudyAborted, match="the builder is broken"):
+        ray_tune(builder, n_trials=6, max_concurrent_trials=1)
+
+
+def test_pareto_search_on_ray(ray_session, fake_adapter):
+    result = ray_tune(numpy_model, objective=["val_loss", "val_accuracy"], n_trials=3)
+    assert result.pareto_front is not None and len(result.trials) == 3
+    assert {"value_val_loss", "value_val_accuracy"} <= set(result.trials.columns)
+
+
+def test_a_trial_no_node_can_hold_is_refused_before_any_trial(ray_session, fake_adapter):
+    with pytest.raises(ConfigError, match="fits on no node"):
+        ray_tune(numpy_model, resources_per_trial={"cpu": 1, "gpu": 1})

@@ -40,6 +40,9 @@ log = logging.getLogger("tuner")
 _TUNE_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # regtuner logs each failed trial itself
+    # Ctrl-C raises KeyboardInterrupt (the study is KILLED, resume=True continues it) instead of
+    # Tune ending the experiment quietly as if it had finished
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 # Tune's end-of-run messages about trial files we chose not to write, and trials we already reported

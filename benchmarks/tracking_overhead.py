@@ -35,6 +35,7 @@ TRACKER_METHODS = (
     "run_id",
     "log_model",
     "end_study",
+    "report_files",
 )
 
 
@@ -70,8 +71,8 @@ def _instrument() -> collections.Counter:
 
     spent: collections.Counter = collections.Counter()
     for name in TRACKER_METHODS:
-        if name == "run_id":
-            continue  # a property, timed below
+        if name in ("run_id", "report_files"):
+            continue  # timed below
         original = getattr(MlflowTracker, name)
 
         def timed(self, *args, __original=original, __name=name, **kwargs):
@@ -92,6 +93,21 @@ def _instrument() -> collections.Counter:
             spent["run_id"] += time.perf_counter() - start
 
     MlflowTracker.run_id = property(run_id)
+    try:  # the report files (plots, HTML) are drawn only to be logged to the study run
+        import tuner.report as report
+
+        draw = report.write_files
+
+        def write_files(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return draw(*args, **kwargs)
+            finally:
+                spent["report_files"] += time.perf_counter() - start
+
+        report.write_files = write_files
+    except (ImportError, AttributeError):
+        pass
     return spent
 
 
@@ -110,16 +126,19 @@ def run_one(model: str, tracked: bool, trials: int, epochs: int) -> dict:
         os.chdir(tmp)
         tracking = f"sqlite:///{tmp}/mlflow.db" if tracked else False
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = time.process_time()
         start = time.perf_counter()
         result = tune(build, data, space="quick", n_trials=trials, max_epochs=epochs, tracking=tracking,
                       progress=False, baselines=False, seed=0)  # fmt: skip
         wall = time.perf_counter() - start
+        own = time.process_time() - own  # the study process's CPU, all its threads
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         deadline = time.monotonic() + (60 if tracked else 0)
         while after.ru_utime == before.ru_utime and time.monotonic() < deadline:
             time.sleep(0.5)  # the tracking worker is exiting: its CPU counts once it is reaped
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
+        "study_cpu_s": own,
         "worker_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "tracked": tracked,
         "wall_s": wall,
@@ -154,6 +173,7 @@ def main() -> None:
     tracked = statistics.median(r["wall_s"] for r in runs["tracked"])
     inside = statistics.median(r["in_tracker_s"] for r in runs["tracked"])
     worker = statistics.median(r.get("worker_cpu_s", 0.0) for r in runs["tracked"])
+    cpu = {mode: statistics.median(r["study_cpu_s"] for r in runs[mode]) for mode in runs}
     methods = {
         m: statistics.median(r["by_method_s"].get(m, 0.0) for r in runs["tracked"]) for m in TRACKER_METHODS
     }
@@ -162,7 +182,7 @@ def main() -> None:
         "cpus": os.cpu_count(), "median_wall_untracked_s": plain, "median_wall_tracked_s": tracked,
         "wall_overhead_pct": 100 * (tracked - plain) / plain, "median_in_tracker_s": inside,
         "in_tracker_pct": 100 * inside / tracked, "median_by_method_s": methods,
-        "median_worker_cpu_s": worker, "runs": runs,
+        "median_worker_cpu_s": worker, "median_study_cpu_s": cpu, "runs": runs,
     }  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -171,7 +191,8 @@ def main() -> None:
     print(
         f"{args.model}, {args.trials} trials: untracked {plain:.1f} s, tracked {tracked:.1f} s "
         f"({summary['wall_overhead_pct']:+.1f} %); in tracker calls {inside:.2f} s "
-        f"({summary['in_tracker_pct']:.2f} % of the tracked study); tracking worker CPU {worker:.1f} s"
+        f"({summary['in_tracker_pct']:.2f} % of the tracked study); tracking worker CPU {worker:.1f} s; "
+        f"study process CPU {cpu['untracked']:.1f} s untracked, {cpu['tracked']:.1f} s tracked"
     )
     for name, seconds in methods.items():
         print(f"  {name:<15} {seconds:.3f} s")

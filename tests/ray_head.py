@@ -39,24 +39,23 @@ class RayHead:
         self.dashboard_port = free_port()
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"
         self.log_path = Path(self.temp_dir) / "ray-start.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> RayHead:
-        low = free_port()
         ports = {
             "--port": self.port,
             "--dashboard-port": self.dashboard_port,
-            "--ray-client-server-port": free_port(),
+            "--ray-client-server-port": self.client_port,
             "--node-manager-port": free_port(),
             "--object-manager-port": free_port(),
             "--dashboard-agent-listen-port": free_port(),
             "--dashboard-agent-grpc-port": free_port(),
             "--runtime-env-agent-port": free_port(),
             "--metrics-export-port": free_port(),
-            "--min-worker-port": low,
-            "--max-worker-port": low + 200,
-        }
+        }  # workers take Ray's default range (10002-19999), below these ephemeral ports
         command = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                    "--dashboard-host", "127.0.0.1", "--include-dashboard", "true", "--disable-usage-stats",
                    "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir]  # fmt: skip

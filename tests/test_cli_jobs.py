@@ -24,7 +24,10 @@ from tuner.cli import main
 
 pytest.importorskip("ray.job_submission")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+# the head, its jobs and the CLI processes import this tree's regtuner, whatever else is installed
+PYTHONPATH = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 AUTH_VARS = (
     "RAY_AUTH_MODE",
     "RAY_AUTH_TOKEN",
@@ -39,7 +42,7 @@ def head(tmp_path_factory):
     home = tmp_path_factory.mktemp("head-home")
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(24))
-    with RayHead(home) as running:
+    with RayHead(home, env={"PYTHONPATH": PYTHONPATH}) as running:
         yield running
 
 
@@ -63,6 +66,7 @@ def job_folder(root: Path, mlflow_url: str, experiment: str) -> Path:
     spec["executor"].update(max_concurrent_trials=1, max_failures=0)
     spec["tracking"] = {"uri": mlflow_url, "experiment": experiment}
     spec["study_name"] = experiment
+    spec["baselines"] = False
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
     return folder
 
@@ -78,6 +82,7 @@ def test_submit_a_spec_follow_it_and_find_its_runs_in_mlflow(client, mlflow_serv
     folder = job_folder(tmp_path, mlflow_server, "cli-jobs-digits")
     token = (client.home / ".ray" / "auth_token").read_text()
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    env["PYTHONPATH"] = PYTHONPATH
     done = regtuner("submit", str(folder / "spec.yaml"), "--address", client.dashboard,
                     "--working-dir", str(folder), env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -133,3 +138,24 @@ def test_unknown_jobs_and_unreachable_heads_exit_2(client, tmp_path, capsys):
     dead = f"http://127.0.0.1:{free_port()}"
     assert main(["submit", str(folder / "spec.yaml"), "--address", dead, "--working-dir", str(folder)]) == 2
     assert "cannot reach the Ray dashboard" in capsys.readouterr().err
+
+
+def test_ray_client_with_a_local_study_storage_is_refused(client, monkeypatch):
+    """Through ray:// Tune's driver runs on the head, which cannot write this machine's SQLite file."""
+    from tests.fakes import blobs
+    from tests.test_ray_executor import NUMPY_SPACE, QUIET, numpy_model
+    from tuner import tune
+    from tuner.adapters import base
+    from tuner.errors import ConfigError
+
+    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+    for attempt in range(2):  # Ray's client server sometimes fails to start a session under load
+        with pytest.raises(ConfigError) as refused:
+            tune(numpy_model, blobs(n=200), space=NUMPY_SPACE, n_trials=2, max_epochs=2, executor="ray",
+                 ray_address=client.client_address, **QUIET)  # fmt: skip
+        if "could not connect" not in str(refused.value) or attempt == 1:
+            break
+    assert "ray:// address the Tune driver runs on the cluster's head" in str(refused.value)
+    import ray
+
+    assert not ray.is_initialized()  # the executor let go of the connection it made

@@ -96,11 +96,16 @@ def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster):
     remover.start()
     builder = functools.partial(slow_model, log=log, slow_node=worker.node_id)
     result = tune(builder, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
-                  max_failures=2, storage=url, study_name="lossy", **QUIET)  # fmt: skip
+                  max_failures=3, storage=url, study_name="lossy", **QUIET)  # fmt: skip
     remover.join(timeout=5)
     assert seen, "the worker node was never removed"
-    assert len(builds()) > 6 + 1  # the preflight, six trials, and the retry of the one the node took along
     assert len(result.records) == 6
+    # The trial the node took along is retried elsewhere (a build more than the preflight and six
+    # trials), or, when Ray spent its retries on the node before it was declared dead, recorded as
+    # failed with the reason: at most that one trial is lost, and never silently.
+    died = [r for r in result.records if r.state == "failed"]
+    assert len(builds()) > 6 + 1 or (len(died) == 1 and "worker running this trial died" in died[0].error)
+    assert len(died) <= 1
     after = {t.number: (t.state, t.values) for t in result.study.get_trials(deepcopy=False)}
     assert all(after[number] == before for number, before in seen.items())
     import ray

@@ -344,3 +344,42 @@ def test_pareto_search_on_ray(ray_session, fake_adapter):
 def test_a_trial_no_node_can_hold_is_refused_before_any_trial(ray_session, fake_adapter):
     with pytest.raises(ConfigError, match="fits on no node"):
         ray_tune(numpy_model, resources_per_trial={"cpu": 1, "gpu": 1})
+
+
+def slow_numpy_model(hp):
+    _register_fake()
+    return NumpyModel(5, 3, sleep=0.05)
+
+
+def test_the_time_budget_leaves_no_trial_running(ray_session, fake_adapter):
+    import optuna
+
+    try:
+        ray_tune(slow_numpy_model, n_trials=100, max_epochs=40, timeout=8, study_name="budget",
+                 executor_options=FIFO)  # fmt: skip
+    except StudyAborted:  # a slow machine: the budget ended before any trial did
+        pass
+    storage = f"sqlite:///{os.path.abspath('.regtuner/studies.db')}"
+    trials = optuna.load_study(study_name="budget", storage=storage).trials
+    assert trials and all(t.state.is_finished() for t in trials)  # cut short: pruned, or not started
+    assert len(trials) < 100
+
+
+def numpy_model_slow_or_not(hp):
+    _register_fake()
+    return NumpyModel(5, 3, sleep=0.5 if hp.slow else 0.0)
+
+
+def test_trial_timeout_stops_a_ray_trial_at_its_epoch_hooks(ray_session, fake_adapter):
+    # Tune runs trials in a thread of the actor: no SIGALRM there, the epoch and batch hooks stop it
+    space = {
+        **NUMPY_SPACE,
+        "hyperparameters": {"slow": [True, False]},
+        "start": [{"slow": True}, {"slow": False}],
+    }
+    r = ray_tune(numpy_model_slow_or_not, space=space, n_trials=2, max_epochs=30, trial_timeout=3,
+                 executor_options=FIFO)  # fmt: skip
+    slow, fast = sorted(r.records, key=lambda rec: not rec.params["slow"])
+    assert slow.state == "failed" and fast.state == "complete"
+    assert slow.error.startswith("trial_timeout: trial exceeded trial_timeout=3s (stopped during epoch")
+    assert 0 < slow.epochs_run < 30 and "_on_alarm" not in slow.traceback

@@ -8,7 +8,7 @@ space, objective, budget, executor settings and tracking::
     data_args: {n_rows: 1200}              # keyword arguments for the data loader (optional)
     space: quick                           # preset name, YAML path (relative to this file) or mapping
     objective: val_loss
-    budget: {n_trials: 20, max_epochs: 30, timeout: null}
+    budget: {n_trials: 20, max_epochs: 30, timeout: null, trial_timeout: null}
     seed: 0
     study_name: digits-mlp
     executor:                              # or just: executor: local
@@ -22,9 +22,9 @@ space, objective, budget, executor settings and tracking::
       experiment: digits
 
 Other top-level keys: ``validation_split``, ``test``, ``cv``, ``task``, ``loss`` (a name), ``metrics``,
-``storage`` (relative paths are relative to the spec's folder), ``resume``. Unknown keys are errors that
-name the key. Modules are imported from the current directory (a job's working directory) and the
-spec's folder.
+``storage`` (relative paths are relative to the spec's folder), ``resume``, ``baselines``. Unknown
+keys are errors that name the key. Modules are imported from the current directory (a job's working
+directory) and the spec's folder.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ __all__ = ["JobSpec", "load_spec", "parse_spec", "resolve_ref", "import_paths"]
 
 _TOP = (
     "builder", "data", "data_args", "space", "objective", "budget", "validation_split", "test", "cv",
-    "task", "loss", "metrics", "seed", "study_name", "storage", "resume", "executor", "tracking",
+    "task", "loss", "metrics", "seed", "study_name", "storage", "resume", "baselines", "executor",
+    "tracking",
 )  # fmt: skip
-_BUDGET = ("n_trials", "max_epochs", "timeout")
+_BUDGET = ("n_trials", "max_epochs", "timeout", "trial_timeout")
 _EXECUTOR = ("type", "address", "resources_per_trial", "max_concurrent_trials", "max_failures")
 _TRACKING = ("uri", "experiment")
 
@@ -86,11 +87,11 @@ class JobSpec:
         from tuner.api import tune
 
         build_model, load_data = self.resolve()
-        data = load_data(**self.data_args)
-        if data is None:
-            raise ConfigError(f"data: {self.data} returned None; it must return (X, y) or a mapping.")
         kwargs = {**self.tune_args, **overrides}
-        with import_paths(self.base_dir):  # Ray workers started from here inherit sys.path
+        with import_paths(self.base_dir):  # lazy imports, and Ray workers started here, see the folders
+            data = load_data(**self.data_args)
+            if data is None:
+                raise ConfigError(f"data: {self.data} returned None; it must return (X, y) or a mapping.")
             return tune(build_model, data, executor=self.executor, **self.executor_args, **kwargs)
 
 
@@ -128,7 +129,7 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
     for key in ("objective", "validation_split", "test", "cv", "task", "loss", "metrics", "seed"):
         if key in doc and doc[key] is not None:
             args[key] = doc[key]
-    for key in ("study_name", "resume"):
+    for key in ("study_name", "resume", "baselines"):
         if key in doc:
             args[key] = doc[key]
     if "loss" in args and not isinstance(args["loss"], str):
@@ -253,10 +254,11 @@ def _budget(value: Any, source: str) -> dict[str, Any]:
         number = value.get(key, 1)
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
             raise ConfigError(f"{source}: budget.{key} must be a positive integer, got {value[key]!r}.")
-    timeout = value.get("timeout")
-    bad = isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    if timeout is not None and bad:
-        raise ConfigError(f"{source}: budget.timeout must be seconds > 0 or null, got {timeout!r}.")
+    for key in ("timeout", "trial_timeout"):
+        timeout = value.get(key)
+        bad = isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        if timeout is not None and bad:
+            raise ConfigError(f"{source}: budget.{key} must be seconds > 0 or null, got {timeout!r}.")
     return {k: value[k] for k in _BUDGET if k in value}
 
 

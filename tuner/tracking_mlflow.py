@@ -27,7 +27,7 @@ import urllib.parse
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,16 @@ from tuner.tracking import (
     params_to_strings,
     redact_uri,
 )
-from tuner.tracking_ops import MAX_TAG_VALUE, metric_rows, now, study_ops, summary_ops, trial_outcome
+from tuner.tracking_ops import (
+    MAX_TAG_VALUE,
+    metric_rows,
+    now,
+    restore_op,
+    study_ops,
+    summary_ops,
+    trial_outcome,
+    trial_tags,
+)
 from tuner.tracking_worker import EventHandler, ThreadTransport, Transport, close_with, start_transport
 
 __all__ = ["MlflowTracker"]
@@ -191,6 +200,10 @@ class MlflowTracker(Tracker):
             self._framework_tagged = self._framework_tagged or bool(info.framework)
             for op in study_ops(self._uid, info, self.experiment, resume=self._resuming):
                 self._put(op)
+            if info.framework:
+                from tuner.model_logging import warm_up
+
+                warm_up(info.framework)  # the best model is saved here at the end: import MLflow meanwhile
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
         with self._guard("start a trial run"):
@@ -227,6 +240,15 @@ class MlflowTracker(Tracker):
                 self._put({"op": "log", "run": self._uid, "tags": {"regtuner.framework": record.framework}})
         if self._remote:  # a worker process (Ray) may be torn down right after its trial
             self.flush(REMOTE_FLUSH_SECONDS)
+
+    def restore_trials(self, records: Iterable[TrialRecord]) -> None:
+        """Trials whose process died (a resumed study's, a dead Ray worker's): each ends as exactly one run,
+        created if it is missing, completed if it is unfinished, left alone if it holds the outcome."""
+        with self._guard("restore trial runs"):
+            study_name = self._info.study_name if self._info is not None else None
+            for record in records:
+                self._trials.pop(record.number, None)
+                self._put(restore_op(self._uid, record, self._experiment_name(), study_name))
 
     def log_model(self, model: Any, framework: str, input_example: Any = None) -> None:
         """Log the study's best model with its framework's MLflow flavour, signature and input example."""
@@ -316,13 +338,13 @@ class MlflowTracker(Tracker):
         trial = self._trials.get(number)
         if trial is None:
             trial = self._trials[number] = _TrialRun()
-            tags = {"regtuner.role": "trial", "regtuner.trial": str(number), "state": "running"}
-            if self._info is not None:
-                tags["regtuner.study"] = cut(self._info.study_name, MAX_TAG_VALUE)
-            self._put(
-                {"op": "create", "run": f"{self._uid}.{number}", "experiment": self._experiment_name(),
-                 "name": f"trial-{number:04d}", "tags": tags, "parent": self._uid, "time": now()}
-            )  # fmt: skip
+            tags = trial_tags(number, self._info.study_name if self._info is not None else None)
+            create = {"op": "create", "run": f"{self._uid}.{number}", "experiment": self._experiment_name(),
+                      "name": f"trial-{number:04d}", "tags": tags, "parent": self._uid,
+                      "time": now()}  # fmt: skip
+            if self._remote:  # a Ray worker: an attempt before this one (its worker died) may have made it
+                create["find"] = True
+            self._put(create)
         return trial
 
     def _experiment_name(self) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import urllib.parse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError
 
-__all__ = ["parse_resources", "connect", "check_cluster", "is_local_uri"]
+__all__ = ["parse_resources", "connect", "check_cluster", "is_local_uri", "auth_token"]
 
 _ALIASES = {"cpu": "cpu", "cpus": "cpu", "gpu": "gpu", "gpus": "gpu", "memory": "memory"}
 
@@ -54,6 +56,7 @@ def connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    _token_mode()
     try:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
     except ConnectionError as exc:
@@ -72,6 +75,41 @@ def connect(address: str | None) -> bool:
             ) from None
         raise
     return True
+
+
+def auth_token() -> str | None:
+    """The Ray authentication token from where Ray's own CLI reads it (``$RAY_AUTH_TOKEN``, the file
+    ``$RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``), or None."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if token:
+        return token
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), str(Path.home() / ".ray" / "auth_token")):
+        if path and os.path.isfile(path):
+            try:
+                text = Path(path).read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if text:
+                return text
+    return None
+
+
+def _token_mode() -> None:
+    """Send the token when this machine has one and ``RAY_AUTH_MODE`` is not set.
+
+    Ray 2.60 heads run with token authentication once a token exists, and a client joins them only
+    with ``RAY_AUTH_MODE=token``; a head without authentication ignores the token, so a default head
+    "just works" either way. The token itself stays where Ray reads it.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and auth_token() is not None:
+        os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray caches its configuration and the token: read them again (an earlier session may differ)
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except Exception:  # an older Ray without token authentication: nothing to refresh
+        pass
 
 
 def is_local_uri(uri: str | None) -> bool:

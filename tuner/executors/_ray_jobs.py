@@ -1,7 +1,7 @@
 """Ray Jobs API: send a job spec to a cluster as ``regtuner run``, and follow, list or stop jobs.
 
-Authentication: Ray 2.60 heads run with token authentication by default. Before talking to a head
-we ask it (``GET /api/authentication_mode``, a public endpoint); when it wants a token we send the
+Authentication: a Ray 2.60 head runs with token authentication once its machine has a token. First
+we ask the head (``GET /api/authentication_mode``, a public endpoint); when it wants a token we send the
 one Ray's own CLI would use (``$RAY_AUTH_TOKEN``, the file ``$RAY_AUTH_TOKEN_PATH``, or
 ``~/.ray/auth_token``) as a bearer header, so submitting to a default head just works. The token is
 never printed, logged, or put in the job's environment.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError
+from tuner.executors._ray_cluster import auth_token
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -45,22 +46,6 @@ def default_address() -> str:
         if value.startswith(("http://", "https://")):
             return value
     return DEFAULT_ADDRESS
-
-
-def auth_token() -> str | None:
-    """The Ray authentication token from the places Ray's CLI reads it, or None."""
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if token:
-        return token
-    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), str(Path.home() / ".ray" / "auth_token")):
-        if path and os.path.isfile(path):
-            try:
-                text = Path(path).read_text(encoding="utf-8").strip()
-            except OSError:
-                continue
-            if text:
-                return text
-    return None
 
 
 def _check_address(address: str) -> str:
@@ -100,7 +85,7 @@ class JobsClient:
     def __init__(self, address: str | None = None) -> None:
         self.address = _check_address(address or default_address())
         headers: dict[str, str] = {}
-        if _auth_mode(self.address) == "token" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        if _auth_mode(self.address) == "token":
             token = auth_token()
             if token is None:
                 raise ConfigError(

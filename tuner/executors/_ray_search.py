@@ -58,8 +58,8 @@ class TrialSink:
             log.warning("trial %d failed: %s", record.number, record.error)
         if job is None:
             return
-        if track:
-            job.tracker.trial_finished(record)
+        if track:  # the dead worker's run may exist (RUNNING, some epochs): finish that one, make no other
+            job.tracker.restore_trials([record])
         if job.on_trial is not None:
             job.on_trial(record)
         if self.aborted is None:
@@ -186,9 +186,13 @@ class StudySearch(OptunaSearch):
             self._finish(trial_id, self._partial(trial_id, "failed", error), track=True)
 
     def flush(self) -> None:
-        """Finish trials still waiting for their error message (none in a normal run)."""
+        """After the experiment: finish what Tune left open. Trials still waiting for their error
+        message fail; trials the time budget (or an abort) cut short are pruned, or not counted at
+        all when they never started."""
         for trial_id in list(self._failing):
             self.fail(trial_id, "the Ray worker running this trial died")
+        for trial_id in list(self._numbers):
+            self.on_trial_complete(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
         # The study's state lives in the Optuna storage; resume=True reads it from there.

@@ -124,8 +124,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "overhead_keras.json"))
     args = ap.parse_args()
     train, val = make_data()
-    import keras  # warm the import and the first graph build outside the timings
-
+    # warm the import and the first graph build outside the timings
     keras_model().fit(*train, epochs=1, verbose=0)
     times: dict[str, list[float]] = {"plain": [], "tune": [], "tune+mlflow": []}
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits all three
@@ -144,7 +143,9 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"plain model.fit: {med['plain']:.1f} s for {len(CONFIGS)} configs x {args.epochs} epochs")
     print(f"tune(), no tracking: {med['tune']:.1f} s  ratio {out['ratio_no_tracking']:.3f} (target <= 1.10)")
-    print(f"tune(), MLflow local: {med['tune+mlflow']:.1f} s  ratio {out['ratio_mlflow']:.3f} (target <= 1.15)")
+    print(
+        f"tune(), MLflow local: {med['tune+mlflow']:.1f} s  ratio {out['ratio_mlflow']:.3f} (target <= 1.15)"
+    )
 
 
 if __name__ == "__main__":

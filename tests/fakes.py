@@ -10,15 +10,19 @@ from tuner.adapters.base import Adapter
 from tuner.errors import ModelError
 from tuner.records import Injection
 
+#: how long a ``hang_at`` model sleeps: long enough to be a hang for any trial_timeout test
+HANG = 60.0
+
 
 class NumpyModel:
     """Softmax or linear regression trained by minibatch gradient descent."""
 
-    def __init__(self, n_in, n_out, *, fail_at=None, nan_at=None, sleep=0.0):
+    def __init__(self, n_in, n_out, *, fail_at=None, nan_at=None, sleep=0.0, hang_at=None):
         rng = np.random.default_rng(0)
         self.W = rng.normal(0, 0.01, (n_in, n_out))
         self.b = np.zeros(n_out)
         self.fail_at, self.nan_at, self.sleep = fail_at, nan_at, sleep
+        self.hang_at = hang_at  # epoch at which fit hangs (sleeps HANG seconds)
         self.l2 = 0.0
 
 
@@ -55,6 +59,8 @@ class NumpyAdapter(Adapter):
                 raise ValueError(f"shape error at epoch {epoch}")
             if m.sleep:
                 time.sleep(m.sleep)
+            if m.hang_at == epoch:
+                time.sleep(HANG)
             order = rng.permutation(len(X))
             for i in range(0, len(X), bs):
                 idx = order[i : i + bs]

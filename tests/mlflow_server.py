@@ -1,10 +1,11 @@
 """A real ``mlflow server`` for tests, and a urllib helper to query its REST API.
 
-Use the session fixture in a test module with
-``from tests.mlflow_server import mlflow_server_fixture  # noqa: F401`` and take ``mlflow_server`` (the
-base URL) as an argument. To take the server away mid-study without restarting it (a restart costs
-seconds), point the tracker at a :class:`TcpProxy` in front of it and stop/start the proxy; a test that
-needs a server of its own uses ``with MlflowServer(tmp_path) as server: ...``.
+``tests/conftest.py`` provides the session fixture: a test takes ``mlflow_server`` (the base URL) as an
+argument and uses experiments of its own. Do not import ``mlflow_server_fixture`` into a test module:
+pytest then registers a fixture of that module, with a server of its own. To take the server away
+mid-study without restarting it (a restart costs seconds), point the tracker at a :class:`TcpProxy` in
+front of it and stop/start the proxy; a test that needs a server of its own uses
+``with MlflowServer(tmp_path) as server: ...``.
 """
 
 from __future__ import annotations

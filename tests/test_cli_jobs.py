@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.mlflow_server import find_runs, mlflow_server_fixture, tags_of  # noqa: F401
+from tests.mlflow_server import find_runs, tags_of  # the mlflow_server fixture comes from conftest.py
 from tests.ray_head import RayHead
 from tuner.cli import main
+from tuner.executors._ray_cluster import _token_mode
 
 pytest.importorskip("ray.job_submission")
 
@@ -50,9 +51,15 @@ def head(tmp_path_factory):
 def client(head, monkeypatch):
     """This machine as a user's: the head's token in ~/.ray/auth_token, no RAY_AUTH_MODE set."""
     monkeypatch.setenv("HOME", str(head.home))
+    saved = {name: os.environ.pop(name) for name in AUTH_VARS if name in os.environ}
+    yield head
+    # connecting sets RAY_AUTH_MODE=token and Ray caches the token of this HOME: later tests start
+    # their own clusters without authentication
     for name in AUTH_VARS:
-        monkeypatch.delenv(name, raising=False)
-    return head
+        os.environ.pop(name, None)
+    os.environ.update(saved)
+    monkeypatch.undo()
+    _token_mode()
 
 
 def job_folder(root: Path, mlflow_url: str, experiment: str) -> Path:

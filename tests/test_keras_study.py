@@ -29,15 +29,26 @@ def images(n=160, seed=0):
 
 
 def mlp():
-    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                          keras.layers.Dense(1, activation="sigmoid")])
+    m = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     m.compile(optimizer="adam", loss="binary_crossentropy")
     return m
 
 
 def small_cnn():
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                             keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
 
 
 QUIET = {"tracking": False, "progress": False, "baselines": False}
@@ -60,8 +71,14 @@ def test_hp_builder_with_own_hyperparameter():
 
     def build(hp):
         seen.append(hp.units)
-        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.units, activation="relu"),
-                              keras.layers.Dropout(hp.dropout), keras.layers.Dense(1, activation="sigmoid")])
+        m = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(hp.units, activation="relu"),
+                keras.layers.Dropout(hp.dropout),
+                keras.layers.Dense(1, activation="sigmoid"),
+            ]
+        )
         return m
 
     space = {"extends": "quick", "hyperparameters": {"units": {"type": "int", "low": 4, "high": 32}}}
@@ -73,8 +90,10 @@ def test_hp_builder_with_own_hyperparameter():
 
 
 def test_every_schedule_trains():
-    space = {"knobs": {"lr_schedule": SCHEDULES, "learning_rate": 0.01, "patience": 0},
-             "start": [{"lr_schedule": s} for s in SCHEDULES]}
+    space = {
+        "knobs": {"lr_schedule": SCHEDULES, "learning_rate": 0.01, "patience": 0},
+        "start": [{"lr_schedule": s} for s in SCHEDULES],
+    }
     r = tune(mlp, tabular(), space=space, n_trials=len(SCHEDULES), max_epochs=4, test=None, **QUIET)
     assert sorted(r.trials["params_lr_schedule"]) == sorted(SCHEDULES)
     assert (r.trials["state"] == "complete").all()
@@ -83,17 +102,20 @@ def test_every_schedule_trains():
 
 
 def test_every_image_augmentation_trains():
-    space = {"knobs": {"augmentation": IMAGE_AUGS, "augment_strength": 0.5, "patience": 0,
-                       "learning_rate": 0.01},
-             "start": [{"augmentation": a} for a in IMAGE_AUGS]}
+    space = {
+        "knobs": {"augmentation": IMAGE_AUGS, "augment_strength": 0.5, "patience": 0, "learning_rate": 0.01},
+        "start": [{"augmentation": a} for a in IMAGE_AUGS],
+    }
     r = tune(small_cnn, images(), space=space, n_trials=len(IMAGE_AUGS), max_epochs=2, test=None, **QUIET)
     assert sorted(r.trials["params_augmentation"]) == sorted(IMAGE_AUGS)
     assert (r.trials["state"] == "complete").all(), r.trials[["params_augmentation", "error"]]
 
 
 def test_divergence_is_a_failed_trial_not_a_crash():
-    space = {"knobs": {"learning_rate": [1e6, 1e-3], "patience": 0, "optimizer": "sgd"},
-             "start": [{"learning_rate": 1e6}, {"learning_rate": 1e-3}]}
+    space = {
+        "knobs": {"learning_rate": [1e6, 1e-3], "patience": 0, "optimizer": "sgd"},
+        "start": [{"learning_rate": 1e6}, {"learning_rate": 1e-3}],
+    }
     r = tune(_regressor, _reg_data(), space=space, n_trials=2, max_epochs=3, **QUIET)
     states = dict(zip(r.trials["params_learning_rate"], r.trials["state"], strict=True))
     assert states[1e6] == "failed" and states[1e-3] == "complete"
@@ -101,7 +123,9 @@ def test_divergence_is_a_failed_trial_not_a_crash():
 
 
 def _regressor():
-    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    m = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
     m.compile(optimizer="sgd", loss="mse")
     return m
 
@@ -113,8 +137,9 @@ def _reg_data():
 
 def test_output_that_does_not_fit_y_is_refused_before_any_trial():
     def wrong():
-        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                 keras.layers.Dense(5, activation="softmax")])
+        return keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")]
+        )
 
     with pytest.raises(ModelError, match="3 classes"):
         tune(wrong, images(), n_trials=2, **QUIET)

@@ -299,19 +299,50 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapt
 def test_a_killed_worker_is_retried_per_max_failures(ray_session, fake_adapter, tmp_path):
     marker = str(tmp_path / "killed")
     builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
-    result = ray_tune(builder, n_trials=2, max_failures=1, max_concurrent_trials=2, executor_options=FIFO)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = ray_tune(builder, n_trials=2, max_failures=1, max_concurrent_trials=2, executor_options=FIFO,
+                      tracking=uri, experiment="ray-retried")  # fmt: skip
     assert os.path.exists(marker)  # one worker did die mid-trial
     assert len(result.records) == 2 and {r.state for r in result.records} <= {"complete", "pruned"}
+    # the retry's run replaces the one the dead attempt left RUNNING: one run per trial, with its epochs
+    runs = one_run_per_trial(uri, "ray-retried", result)
+    for record in result.records:
+        assert runs[record.number].info.status == "FINISHED"
 
 
 def test_a_killed_worker_fails_its_trial_not_the_study(ray_session, fake_adapter, tmp_path):
     marker = str(tmp_path / "killed")
     builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
-    result = ray_tune(builder, n_trials=2, max_failures=0, max_concurrent_trials=2, executor_options=FIFO)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = ray_tune(builder, n_trials=2, max_failures=0, max_concurrent_trials=2, executor_options=FIFO,
+                      tracking=uri, experiment="ray-dead-worker")  # fmt: skip
     failed = [r for r in result.records if r.state == "failed"]
     assert len(result.records) == 2 and len(failed) == 1
     assert "worker running this trial died" in failed[0].error
     assert result.best_trial != failed[0].number
+    # the driver finishes the run the dead worker began (RUNNING) instead of writing a second one
+    runs = one_run_per_trial(uri, "ray-dead-worker", result)
+    dead = runs[failed[0].number]
+    assert dead.info.status == "FAILED" and "worker running this trial died" in dead.data.tags["error"]
+
+
+def one_run_per_trial(uri: str, experiment: str, result) -> dict:
+    """Each trial has exactly one run under the study run, none RUNNING, its state and epochs right."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], filter_string="tags.`regtuner.role` = 'trial'")
+    numbers = sorted(int(r.data.tags["regtuner.trial"]) for r in runs)
+    assert numbers == sorted(r.number for r in result.records), numbers
+    by_number = {int(r.data.tags["regtuner.trial"]): r for r in runs}
+    for record in result.records:
+        run = by_number[record.number]
+        assert run.info.status != "RUNNING" and run.data.tags["state"] == record.state
+        assert run.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(record.epochs_run)), (record.number, steps)
+    return by_number
 
 
 def test_resume_continues_a_killed_study_on_ray(ray_session, fake_adapter):

@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 
 from tests import planted as P
-from tests.mlflow_server import (
-    artifacts,
-    find_runs,
-    metrics_of,
-    mlflow_server_fixture,  # noqa: F401 - provides the mlflow_server fixture
-    tags_of,
-)
+from tests.mlflow_server import artifacts, find_runs, metrics_of, tags_of  # mlflow_server: conftest.py
 from tuner import tune
 from tuner.adapters import base
 from tuner.cli import main

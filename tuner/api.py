@@ -7,7 +7,7 @@ import gc
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tuner import __version__
@@ -24,7 +24,9 @@ from tuner.progress import Progress, ProgressMode
 from tuner.result import Result
 from tuner.runner import FailurePolicy, TrialContext, build, seed_everything, takes_hp
 from tuner.space import SearchSpace, resolve
-from tuner.study import check_resumable, storage_url
+from tuner.study import check_resumable, storage_url, stored_records
+from tuner.study_owner import check_owner
+from tuner.timeouts import check_trial_timeout
 
 __all__ = ["tune"]
 
@@ -39,6 +41,7 @@ def tune(
     objective: str | Sequence[str] = "val_loss",
     n_trials: int = 20,
     timeout: float | None = None,
+    trial_timeout: float | None = None,
     max_epochs: int = 50,
     validation_split: float = 0.2,
     cv: int | None = None,
@@ -74,9 +77,13 @@ def tune(
     ``max_concurrent_trials``, ``ray_address`` and ``max_failures`` apply to ``executor="ray"``
     (see :mod:`tuner.executors.ray`). ``device`` is torch's training device ("cpu", "cuda",
     "cuda:1"; None: CUDA when present); a GPU that does not exist is a ConfigError before any trial.
+    ``trial_timeout`` (seconds) stops and fails any one trial that runs longer (:mod:`tuner.timeouts`).
     """
     _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, experiment)
+    _check_inputs(loss, resume, max_consecutive_failures, executor_options)
+    trial_timeout = check_trial_timeout(trial_timeout)
     check_options(repeats, baselines, lr_range, test)
+    url = storage_url(storage)  # an unwritable storage fails before any model is built
     prepared = prepare(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
     )
@@ -95,11 +102,14 @@ def tune(
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.lr_range)
         search_space, lr_test, lr_notes = narrow_for_study(ctx, search_space)
 
-    url = storage_url(storage)
     base_name = _default_name(build_model, prepared)
     name = study_name or base_name
     if study_name is None and not resume and _exists(url, name):
-        name = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+        name = stamped = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+        for n in range(2, 1000):  # a second study of the same builder and data within the second
+            if not _exists(url, name):
+                break
+            name = f"{stamped}-{n}"
     ray_options = {
         "resources_per_trial": resources_per_trial,
         "max_concurrent_trials": max_concurrent_trials,
@@ -119,6 +129,7 @@ def tune(
     }
     prior = _study_attrs(url, name) if resume else {}
     check_resumable(name, prior, attrs)
+    check_owner(name, prior)  # before tracking reopens the study run another live process writes
     tracker = make_tracker(
         tracking,
         experiment or study_name or base_name,
@@ -139,6 +150,7 @@ def tune(
             settings={
                 "n_trials": n_trials,
                 "timeout": timeout,
+                "trial_timeout": trial_timeout,
                 "max_epochs": max_epochs,
                 "validation_split": validation_split,
                 "cv": cv,
@@ -153,6 +165,8 @@ def tune(
             version=__version__,
         )
     )
+    if resume:  # trial runs a killed process left missing or unfinished, rebuilt from the Optuna storage
+        tracker.restore_trials(stored_records(url, name))
     bar = Progress(progress, n_trials, obj.directions[0])
     job = StudyJob(
         ctx=ctx,
@@ -168,6 +182,7 @@ def tune(
         policy=FailurePolicy(max_consecutive_failures),
         study_attrs={**attrs, "mlflow_study_uid": tracker.study_uid},  # finds the MLflow run on resume
         on_trial=bar.update,
+        trial_timeout=trial_timeout,
     )
     status = "FAILED"
     # Everything alive now (frameworks, data) lives for the whole study: freezing it keeps the
@@ -198,8 +213,10 @@ def _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, e
         raise ConfigError(f"n_trials must be a positive int, got {n_trials!r}.")
     if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
         raise ConfigError(f"max_epochs must be a positive int, got {max_epochs!r}.")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError(f"timeout must be None or seconds > 0, got {timeout!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
+    ):
+        raise ConfigError(f"timeout must be None (no limit) or seconds > 0, got {timeout!r}.")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be an int >= 0, got {seed!r}.")
     if progress not in (True, False, "always"):
@@ -207,6 +224,18 @@ def _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, e
     for label, value in (("study_name", study_name), ("experiment", experiment)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f"{label} must be a non-empty string, got {value!r}.")
+
+
+def _check_inputs(loss: Any, resume: Any, max_consecutive_failures: Any, executor_options: Any) -> None:
+    if loss is not None and not isinstance(loss, str) and not callable(loss):
+        raise ConfigError(f"loss must be None (inferred), a loss name or a callable, got {loss!r}.")
+    if not isinstance(resume, bool):
+        raise ConfigError(f"resume must be True or False, got {resume!r}.")
+    limit = max_consecutive_failures
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"max_consecutive_failures must be an int >= 1, got {limit!r}.")
+    if executor_options is not None and not isinstance(executor_options, Mapping):
+        raise ConfigError(f"executor_options must be a dict of executor settings, got {executor_options!r}.")
 
 
 def _default_name(build_model: Callable[..., Any], prepared: PreparedData) -> str:

@@ -274,7 +274,7 @@ def _to_x(X: Any, part: str) -> np.ndarray:
             )
         columns = [str(c) for c in X.columns]
         X = X.to_numpy(dtype=np.float64, na_value=np.nan)
-    arr = np.asarray(X)
+    arr = _array(X, f"X ({part})")
     if arr.ndim <= 1:
         fix = " If it is one feature, pass X.reshape(-1, 1)." if arr.ndim == 1 else ""
         raise DataError(f"X ({part}) needs a row axis and feature axes; got shape {arr.shape}.{fix}")
@@ -321,7 +321,7 @@ def _to_y(y: Any, part: str) -> tuple[np.ndarray, tuple[Any, ...] | None]:
             if isinstance(y.dtype, pd.CategoricalDtype):
                 order = tuple(y.cat.categories.tolist())
             y = y.to_numpy(dtype=getattr(y.dtype, "numpy_dtype", None))  # Int64 -> int64, category -> object
-    arr = np.asarray(y)
+    arr = _array(y, f"y ({part})")
     arr = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
     if arr.ndim not in (1, 2) or arr.dtype.kind not in "biufUSO":
         raise DataError(
@@ -334,6 +334,16 @@ def _to_y(y: Any, part: str) -> tuple[np.ndarray, tuple[Any, ...] | None]:
         if bad.any():
             _missing_error(bad.reshape(len(arr), -1).any(axis=1), part, "NaN/inf/None")
     return arr, order
+
+
+def _array(obj: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(obj)
+    except (TypeError, ValueError) as exc:  # ragged nested lists: numpy cannot make one array of them
+        raise DataError(
+            f"{what} is not a rectangular array ({str(exc).split('.')[0]}); every row needs the same "
+            "length. Pad or trim the rows, or pass a numpy array."
+        ) from None
 
 
 def _missing_error(rows: np.ndarray, part: str, what: str) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner._job_settings import check_settings
+from tuner._yamldoc import check_document, safe_load
 from tuner.errors import ConfigError
 
 __all__ = ["JobSpec", "load_spec", "parse_spec", "resolve_ref", "import_paths"]
@@ -111,11 +114,14 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
 
     base = base_dir or Path.cwd()
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)  # yaml.safe_load: plain data, no Python objects
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())}).") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML nests too deeply to read; flatten it.") from None
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: a job spec is a YAML mapping with 'builder:' and 'data:' keys.")
+    check_document(doc, source)  # alias bombs and loops, before any message repr()s a part of it
     _known(doc, _TOP, source, "")
     for key in ("builder", "data"):
         if key not in doc:
@@ -126,10 +132,10 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
         raise ConfigError(f"{source}: data_args must be a mapping of keyword arguments, got {data_args!r}.")
 
     args: dict[str, Any] = {}
-    for key in ("objective", "validation_split", "test", "cv", "task", "loss", "metrics", "seed"):
+    for key in ("objective", "validation_split", "cv", "task", "loss", "metrics", "seed"):
         if key in doc and doc[key] is not None:
             args[key] = doc[key]
-    for key in ("study_name", "resume", "baselines"):
+    for key in ("study_name", "resume", "baselines", "test"):  # test: null means no test part
         if key in doc:
             args[key] = doc[key]
     if "loss" in args and not isinstance(args["loss"], str):
@@ -141,6 +147,7 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
     args.update(_budget(doc.get("budget"), source))
     args.update(_tracking(doc.get("tracking", None), source, "tracking" in doc))
     executor, executor_args = _executor(doc.get("executor"), source)
+    check_settings(args, data_args, source)  # tune()'s own rules: `run --check` and submit refuse early
     return JobSpec(
         builder=doc["builder"],
         data=doc["data"],
@@ -256,7 +263,7 @@ def _budget(value: Any, source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: budget.{key} must be a positive integer, got {value[key]!r}.")
     for key in ("timeout", "trial_timeout"):
         timeout = value.get(key)
-        bad = isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        bad = isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
         if timeout is not None and bad:
             raise ConfigError(f"{source}: budget.{key} must be seconds > 0 or null, got {timeout!r}.")
     return {k: value[k] for k in _BUDGET if k in value}

@@ -149,9 +149,10 @@ def lr_range_test(
 
 
 def _check(min_lr: float, max_lr: float, steps: int, levels: int, batch_size: int) -> None:
-    if not (isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float)) and 0 < min_lr < max_lr):
+    numbers = isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float))
+    if not (numbers and 0 < min_lr < max_lr < math.inf):
         raise ConfigError(
-            f"the LR range needs 0 < min_lr < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}."
+            f"the LR range needs 0 < min_lr < max_lr (finite), got min_lr={min_lr!r}, max_lr={max_lr!r}."
         )
     if not isinstance(levels, int) or levels < 5:
         raise ConfigError(f"levels must be an int >= 5 (learning rates tried), got {levels!r}.")

@@ -6,7 +6,7 @@ every trial; ``tests/test_metrics.py`` checks each against scikit-learn's value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +45,10 @@ def resolve_metrics(task: TaskInfo, metrics: Iterable[str] | None) -> tuple[str,
         return allowed
     if isinstance(metrics, str):
         metrics = [metrics]
+    if not isinstance(metrics, Iterable) or isinstance(metrics, Mapping):
+        raise ConfigError(
+            f"metrics must be None or a list of names such as {list(allowed)}, got {metrics!r}."
+        )
     names = []
     for m in metrics:
         if not isinstance(m, str):

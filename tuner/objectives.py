@@ -53,6 +53,10 @@ def _value(name: str, metrics: Mapping[str, float]) -> float:
 
 def parse_objective(objective: str | Sequence[str], task: TaskInfo) -> Objective:
     """Validate ``objective=`` for ``task``; a list gives a Pareto (multi-objective) search."""
+    if not isinstance(objective, (str, Sequence)):
+        raise ConfigError(
+            f"objective must be a name such as 'val_loss' or a list of names, got {objective!r}."
+        )
     names = [objective] if isinstance(objective, str) else list(objective)
     if not names:
         raise ConfigError("objective is an empty list; give one name such as 'val_loss' or several.")

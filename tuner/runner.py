@@ -8,6 +8,7 @@ pruning. It imports no ML framework; the adapter does.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import math
@@ -28,6 +29,7 @@ from tuner.hp import HyperParameters
 from tuner.metrics import compute, standard_loss
 from tuner.objectives import Objective
 from tuner.records import Injection, TrialRecord
+from tuner.timeouts import TrialTimeout, current, trial_deadline
 
 __all__ = [
     "TrialContext",
@@ -153,12 +155,17 @@ class EpochMonitor:
         self.best_state: Any = None
         self._wait = 0
         self._lr = float(base_lr)
+        self.deadline = current()  # tune(trial_timeout=): checked at every hook
 
     def learning_rate(self, epoch: int) -> float:
+        if self.deadline is not None:
+            self.deadline.at_epoch(epoch, len(self.history))
         self._lr = float(self.schedule.lr(epoch))
         return self._lr
 
     def batch_loss(self, value: float) -> None:
+        if self.deadline is not None:
+            self.deadline.check()
         if not math.isfinite(value):
             raise TrialDiverged(
                 f"diverged: the training loss became {value} during epoch {len(self.history)}"
@@ -176,13 +183,16 @@ class EpochMonitor:
         return out
 
     def epoch_end(self, epoch: int) -> bool:
+        if self.deadline is not None:
+            self.deadline.check()
         metrics = self._evaluate("train", *self._train_eval)
         metrics.update(self._evaluate("val", *self.ctx.validation))
         metrics["gap"] = metrics["val_loss"] - metrics["train_loss"]
         metrics["lr"] = self._lr
         self.history.append(metrics)
         if self.on_epoch is not None:
-            self.on_epoch(epoch, metrics)
+            with self._shielded():
+                self.on_epoch(epoch, metrics)
         for key in ("train_loss", "val_loss"):
             if not math.isfinite(metrics[key]):
                 raise TrialDiverged(f"diverged: {key} became {metrics[key]} at epoch {epoch}")
@@ -194,8 +204,12 @@ class EpochMonitor:
         else:
             self._wait += 1
         self.schedule.observe(value, improved)
-        self.reporter.report(epoch, value)
+        with self._shielded():  # the Optuna report writes to the study storage: never cut it halfway
+            self.reporter.report(epoch, value)
         return self.patience > 0 and self._wait >= self.patience
+
+    def _shielded(self) -> contextlib.AbstractContextManager[None]:
+        return self.deadline.shield() if self.deadline is not None else contextlib.nullcontext()
 
 
 def _loss_name(loss: Any) -> str | None:
@@ -216,16 +230,23 @@ def run_trial(
     reporter: Reporter | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     keep_model: bool = False,
+    trial_timeout: float | None = None,
 ) -> TrialOutcome:
     """Run one trial to a :class:`TrialRecord`; trial errors are recorded, never raised.
 
     Raises only what must stop the study (``KeyboardInterrupt``, :class:`StudyAborted`).
-    With ``ctx.folds`` the trial trains one model per fold (see :mod:`tuner.cv`).
+    With ``ctx.folds`` the trial trains one model per fold (see :mod:`tuner.cv`). A trial still
+    running after ``trial_timeout`` seconds is stopped and failed (see :mod:`tuner.timeouts`).
     """
     if ctx.folds:
         from tuner.cv import run_folds
 
-        return run_folds(ctx, number, params, reporter=reporter, on_epoch=on_epoch)
+        try:  # the folds share one deadline; a fold that times out fails the trial
+            with trial_deadline(trial_timeout):
+                return run_folds(ctx, number, params, reporter=reporter, on_epoch=on_epoch)
+        except TrialTimeout as exc:  # the alarm rang between two folds
+            record = TrialRecord(number, dict(params), "failed", error=str(exc), traceback=tb.format_exc())
+            return TrialOutcome(record)
     start = time.perf_counter()
     seed = trial_seed(ctx.settings.seed, number)
     adapter: Adapter | None = None
@@ -233,30 +254,33 @@ def run_trial(
     injected: list[Injection] = []
     state, error, trace = "complete", None, None
     try:
-        seed_everything(seed)
-        hp = HyperParameters(params)
-        try:
-            model = build(ctx.build_model, hp)
-        except (TrialFailed, ConfigError):
-            raise
-        except Exception as exc:
-            raise TrialFailed(
-                f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()
-            ) from exc
-        cls = adapter_for(model)
-        adapter = cls(model, replace(ctx.settings, seed=seed))
-        injected = list(adapter.regularize(params, hp.read))
-        X, y = ctx.train
-        adapter.check_output(X[:8], y[:8])
-        monitor = EpochMonitor(ctx, adapter, params, reporter or NullReporter(), on_epoch)
-        adapter.fit(X, y, params, monitor)
-        if monitor.best_state is None:
-            raise TrialFailed("training finished without a single evaluated epoch")
-        adapter.set_state(monitor.best_state)
+        with trial_deadline(trial_timeout):  # disarmed before any except clause runs
+            seed_everything(seed)
+            hp = HyperParameters(params)
+            try:
+                model = build(ctx.build_model, hp)
+            except (TrialFailed, ConfigError):
+                raise
+            except Exception as exc:
+                raise TrialFailed(
+                    f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()
+                ) from exc
+            cls = adapter_for(model)
+            adapter = cls(model, replace(ctx.settings, seed=seed))
+            injected = list(adapter.regularize(params, hp.read))
+            X, y = ctx.train
+            adapter.check_output(X[:8], y[:8])
+            monitor = EpochMonitor(ctx, adapter, params, reporter or NullReporter(), on_epoch)
+            adapter.fit(X, y, params, monitor)
+            if monitor.best_state is None:
+                raise TrialFailed("training finished without a single evaluated epoch")
+            adapter.set_state(monitor.best_state)
     except TrialPruned:
         state = "pruned"
     except TrialFailed as exc:
         state, error, trace = "failed", str(exc), exc.traceback or tb.format_exc()
+    except TrialTimeout as exc:
+        state, error, trace = "failed", str(exc), tb.format_exc()
     except (KeyboardInterrupt, StudyAborted):
         raise
     except BaseException as exc:  # noqa: BLE001 - MemoryError, framework errors: the trial fails, not the study
@@ -291,7 +315,8 @@ def run_trial(
 class FailurePolicy:
     """Stop a hopeless study: ``limit`` trials in a row failing with the same error.
 
-    Diverged trials do not count (a too-high learning rate is a legitimate outcome).
+    Diverged trials do not count (a too-high learning rate is a legitimate outcome); trials stopped
+    by ``trial_timeout`` do (their errors all start "trial_timeout:": the limit is too tight).
     """
 
     def __init__(self, limit: int = 3) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner._yamldoc import check_document, safe_load
 from tuner.errors import ConfigError
 from tuner.knobs import (
     AUGMENTATION_OPS,
@@ -342,15 +343,18 @@ def _load_file(path: Path, name: str | None = None, chain: tuple[str, ...] = ())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read search space file {str(path)!r}: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)  # yaml.safe_load: plain data, no Python objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise ConfigError(f"{path}: YAML syntax error at {at}: {exc.problem or exc}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML nests too deeply to read; flatten it") from None
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if doc is None:
         raise ConfigError(f"{path}: the file is empty; write at least 'knobs:' or 'extends: default'")
+    check_document(doc, str(path))  # alias bombs and loops, before any message repr()s a part of it
     return _from_document(
         _fix_floats(doc), name or path.stem, str(path), path.parent, chain + (str(path.resolve()),)
     )

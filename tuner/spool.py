@@ -3,8 +3,8 @@
 A spool file is append-only. Its first line is a header (``{"spool": 1, "uri": ..., "experiment": ...}``);
 then come, in any mix and in the order they happened:
 
-- operations (``{"op": "create" | "reopen" | "log" | "text" | "artifact" | "model" | "end", ...}``), in the
-  order they must be sent;
+- operations (``{"op": "create" | "reopen" | "ensure" | "log" | "text" | "artifact" | "model" | "end",
+  ...}``), in the order they must be sent;
 - binds (``{"bind": UID, "run_id": ..., "experiment_id": ...}``): a run our operations name by UID exists
   in MLflow under that id;
 - marks (``{"mark": N}``): the first N operations have been sent.

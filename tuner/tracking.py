@@ -14,7 +14,7 @@ import importlib.util
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,12 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def end_study(self, summary: StudySummary, status: str = "FINISHED") -> None:
         """Write the summary and close the parent run; ``status`` is FAILED or KILLED when the study died."""
+
+    def restore_trials(self, records: Iterable[TrialRecord]) -> None:
+        """Trials whose process died before their tracking was through (a resumed study's, read back from
+        the Optuna storage; a dead Ray worker's): write each so that it ends as exactly one run. Trackers
+        that cannot look at what they wrote before do nothing."""
+        return None
 
     def log_model(self, model: Any, framework: str, input_example: Any = None) -> None:
         """Log the best model to the study run with ``framework``'s own MLflow flavour (keras, torch,

@@ -97,7 +97,9 @@ class MlflowTracker(Tracker):
         spool_directory: str | os.PathLike[str] | None = None,
     ) -> None:
         env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        self._uri = tracking_uri or (absolute_sqlite(env_uri) if env_uri else None)
+        # absolute: workers in other folders find the same file, and MLflow's store cache (by URI) cannot
+        # hand this process the store of a folder it was in before
+        self._uri = absolute_sqlite(tracking_uri or env_uri) if (tracking_uri or env_uri) else None
         self.experiment = experiment
         self._uid = study_uid or uuid.uuid4().hex
         self._remote = False  # a copy unpickled in another process

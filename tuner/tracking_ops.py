@@ -30,12 +30,20 @@ __all__ = [
     "study_tags",
     "study_ops",
     "trial_outcome",
+    "trial_tags",
+    "trial_status",
+    "restore_op",
     "summary_ops",
     "coalesce",
     "describe",
 ]
 
 MAX_TAG_VALUE, MAX_ERROR = 8000, 5000
+INTERRUPTED = "interrupted: the process running this trial stopped before the trial finished"
+
+
+class PermanentError(Exception):
+    """Sending this operation can never succeed (unknown run, bad value): drop it, do not retry."""
 
 
 def now() -> int:
@@ -75,11 +83,10 @@ def study_ops(uid: str, info: StudyInfo, experiment: str, *, resume: bool) -> li
     tags = study_tags(info)
     create = {"op": "create", "run": uid, "experiment": info.experiment or experiment,
               "name": info.study_name, "tags": tags, "parent": None, "time": now()}  # fmt: skip
-    if resume:
-        return [
-            {"op": "reopen", "run": uid, "experiment": create["experiment"], "tags": tags, "create": create}
-        ]
     params = params_to_strings({**flatten(info.settings), "space": info.space_name})
+    if resume:  # params and space.yaml serve when the study run never reached the store
+        reopen = {"op": "reopen", "run": uid, "experiment": create["experiment"], "tags": tags}
+        return [{**reopen, "create": create, "params": params, "space": info.space_yaml}]
     ops = [create, {"op": "log", "run": uid, "params": params}]
     if info.space_yaml:
         ops.append({"op": "text", "run": uid, "text": info.space_yaml, "path": "space.yaml"})
@@ -102,6 +109,38 @@ def trial_outcome(record: TrialRecord) -> tuple[dict[str, Any], dict[str, str]]:
     if record.framework:
         tags["regtuner.framework"] = record.framework
     return finals, tags
+
+
+def trial_tags(number: int, study_name: str | None) -> dict[str, str]:
+    """The tags a trial run is created with."""
+    tags = {"regtuner.role": "trial", "regtuner.trial": str(number), "state": "running"}
+    if study_name is not None:
+        tags["regtuner.study"] = cut(study_name, MAX_TAG_VALUE)
+    return tags
+
+
+def trial_status(record: TrialRecord) -> str:
+    """The MLflow status a trial's run ends with: KILLED for a trial its process never finished."""
+    if record.state != "failed":
+        return "FINISHED"
+    return "KILLED" if (record.error or "").startswith("interrupted") else "FAILED"
+
+
+def restore_op(
+    study_uid: str, record: TrialRecord, experiment: str, study_name: str | None
+) -> dict[str, Any]:
+    """An ``ensure`` operation: trial ``record`` ends as exactly one run under the study run, whatever of
+    it reached the store before its process died (see :mod:`tuner.tracking_restore`)."""
+    finals, outcome = trial_outcome(record)
+    rows = [row for step, epoch in enumerate(record.epochs) for row in metric_rows(epoch, step)]
+    rows += metric_rows(finals, max(len(record.epochs) - 1, 0))
+    tags = {**trial_tags(record.number, study_name), **outcome}
+    return {
+        "op": "ensure", "run": f"{study_uid}.{record.number}", "parent": study_uid, "experiment": experiment,
+        "name": f"trial-{record.number:04d}", "tags": {k: cut(v, MAX_TAG_VALUE) for k, v in tags.items()},
+        "params": params_to_strings(record.params), "metrics": rows, "status": trial_status(record),
+        "text": record.traceback, "time": now(),
+    }  # fmt: skip
 
 
 def summary_ops(uid: str, summary: StudySummary, spool_directory: str) -> list[dict[str, Any]]:
@@ -158,4 +197,5 @@ def describe(op: Mapping[str, Any]) -> str:
         "artifact": "log an artifact",
         "model": "log the model",
         "end": "close a run",
+        "ensure": "restore a trial run",
     }.get(str(op.get("op")), f"send {op.get('op')!r}")

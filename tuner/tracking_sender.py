@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.spool import SpoolFile, read_spool, unstage
-from tuner.tracking_ops import coalesce, describe
+from tuner.tracking_ops import PermanentError, coalesce, describe
+from tuner.tracking_restore import KnownRun, Reconciler, StudyLocks
 
 __all__ = ["Sender", "RETRY_SECONDS", "http_settings"]
 
@@ -39,7 +40,6 @@ _PERMANENT = {
     "BAD_REQUEST",
     "PERMISSION_DENIED",
 }
-_INTERRUPTED = "interrupted: the process running this trial stopped before the trial finished"
 
 # MLflow retries a request up to 7 times with back-off and waits up to 120 s per attempt: a dead server
 # would stall the sender for minutes. For variables the user has not set, we use these during our calls;
@@ -81,12 +81,14 @@ def http_settings(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-class _Permanent(Exception):
-    """Sending this operation can never succeed (unknown run, bad value)."""
+_Permanent = PermanentError
 
 
-class Sender:
-    """Sends operations to the MLflow store at ``uri`` (None: MLflow's default store)."""
+class Sender(Reconciler):
+    """Sends operations to the MLflow store at ``uri`` (None: MLflow's default store).
+
+    ``reopen`` and ``ensure`` (runs a dead process left behind) are applied by
+    :class:`~tuner.tracking_restore.Reconciler`."""
 
     def __init__(
         self,
@@ -110,6 +112,8 @@ class Sender:
         self.dropped = 0  # operations given up (permanent errors)
         self.sent = 0
         self.last_error: str | None = None
+        self.locks = StudyLocks()  # study runs this sender writes (see tuner.tracking_restore)
+        self.children: dict[str, dict[str, KnownRun]] = {}
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -249,8 +253,8 @@ class Sender:
         if kind == "create":
             self._create(op, replay=replay)
             return
-        if kind == "reopen":
-            self._reopen(op, replay=replay)
+        if kind in ("reopen", "ensure"):
+            (self._reopen if kind == "reopen" else self._ensure)(op, replay=replay)
             return
         run_id = self._run_id(op["run"])
         client = self.client
@@ -302,7 +306,14 @@ class Sender:
         tags["regtuner.uid"] = uid
         if op.get("parent"):
             tags["mlflow.parentRunId"] = self._run_id(op["parent"], experiment_id)
-        run = self._find(uid, experiment_id) if replay else None
+        else:
+            self.locks.hold(self.spool_directory, uid, 0)  # this worker writes the study run
+        run = self._find(uid, experiment_id) if replay or op.get("find") else None
+        if run is not None and op.get("find") and not replay and _earlier_attempt(run, op):
+            # a retried trial (Ray): the attempt whose worker died left its run RUNNING. The new attempt
+            # logs every epoch again, so it gets a fresh run and the dead one goes (MLflow keeps it deleted)
+            self.client.delete_run(run.info.run_id)
+            run = None
         if run is None:
             try:
                 start = op.get("time")  # when the study made it, not when it reached the store
@@ -374,38 +385,14 @@ class Sender:
         )
         unstage(path, self.spool_directory)
 
-    def _reopen(self, op: dict[str, Any], *, replay: bool) -> None:
-        """Mark the study run RUNNING again and close the trial runs a dead process left RUNNING.
-
-        A study run that never reached the store (its process died offline) is created from ``op["create"]``.
-        """
-        client = self.client
-        name = op.get("experiment") or self.experiment
-        try:
-            run_id = self._run_id(op["run"], self._experiment_id(name) if name else None)
-        except _Permanent:
-            if not op.get("create"):
-                raise
-            self._create(op["create"], replay=replay)
-            return
-        client.update_run(run_id, status="RUNNING")
-        if op.get("tags"):
-            self._log_batch(run_id, (), {}, op["tags"])
-        experiment_id = self.ids[op["run"]][1] or client.get_run(run_id).info.experiment_id
-        query = f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
-        token = None
-        while True:
-            page = client.search_runs([experiment_id], filter_string=query, max_results=500, page_token=token)
-            for orphan in page:
-                self._log_batch(orphan.info.run_id, (), {}, {"state": "failed", "error": _INTERRUPTED})
-                client.set_terminated(orphan.info.run_id, "KILLED")
-            token = page.token
-            if not token:
-                break
-
 
 class _Offline(Exception):
     """The store did not answer: spool and retry later."""
+
+
+def _earlier_attempt(run: Any, op: Mapping[str, Any]) -> bool:
+    """``run`` (found by the UID ``op`` creates) was left RUNNING by an attempt that began before this one."""
+    return run.info.status == "RUNNING" and int(run.info.start_time or 0) < int(op.get("time") or 0)
 
 
 def _error_code(exc: BaseException) -> str | None:

@@ -82,6 +82,8 @@ def _sync_file(path: Path, folder: Path, uri: str | None) -> SyncOutcome:
     except Exception as exc:  # the client could not even be made (bad URI, MLflow missing)
         done = False
         errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        sender.locks.release()  # a study run this replay created or reopened
     if not done and sender.last_error:
         errors.append(sender.last_error)
     if not done and not errors:

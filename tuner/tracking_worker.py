@@ -100,6 +100,7 @@ def _close(sender: Sender) -> None:
     status = sender.status()
     if sender.spool is not None:
         sender.spool.close()
+    sender.locks.release()  # before "done": a resumed study may be waiting for this study's lock
     sender.emit({"event": "done", **status})
 
 
@@ -288,8 +289,16 @@ def main() -> int:
     lock = threading.Lock()
 
     def emit(event: dict[str, Any]) -> None:
+        nonlocal events
         with lock:
-            events.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+            try:
+                events.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+            except (OSError, ValueError):
+                # The study's process died (SIGKILL): nobody reads our pipes any more. Writing to them
+                # would fail every send, so events and MLflow's output go nowhere; the draining goes on.
+                events = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+                os.dup2(events.fileno(), 1)
+                os.dup2(events.fileno(), 2)
 
     config = json.loads(sys.stdin.readline() or "{}")
     items: queue.Queue[Any] = queue.Queue()

@@ -168,7 +168,10 @@ def augmented_dataset(
     yt = tf.convert_to_tensor(y)
     ds = tf.data.Dataset.range(len(X))
     ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    ds = ds.map(lambda idx: fn(tf.gather(Xt, idx), tf.gather(yt, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: (tf.gather(Xt, idx), tf.gather(yt, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    # One batch at a time (still ahead of training, through the prefetch): stateful random ops drawn
+    # in parallel calls would go to batches in thread order, and the same seed would train differently.
+    ds = ds.map(fn)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

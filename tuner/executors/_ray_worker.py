@@ -245,8 +245,13 @@ def trial_function(
     tracker: Tracker,
     cpus: float,
     gpus: float,
+    trial_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """One trial in a Ray actor: run it, track it (child run under the study's parent), report it."""
+    """One trial in a Ray actor: run it, track it (child run under the study's parent), report it.
+
+    Tune runs it in a thread of the actor, so ``trial_timeout`` is checked at the epoch and batch
+    hooks only (no ``SIGALRM`` outside the main thread; see :mod:`tuner.timeouts`).
+    """
     from ray import tune
 
     _apply_env(worker_env(cpus, gpus))
@@ -264,7 +269,9 @@ def trial_function(
 
     _idle.clear()
     try:
-        record = run_trial(trial_ctx, number, params, reporter=reporter, on_epoch=on_epoch).record
+        record = run_trial(
+            trial_ctx, number, params, reporter=reporter, on_epoch=on_epoch, trial_timeout=trial_timeout
+        ).record
         tracker.trial_finished(record)
         tracker.flush(timeout=FLUSH_TIMEOUT)  # the trial's run is in the store before Tune hears it ended
     finally:

@@ -37,6 +37,7 @@ class StudyJob:
     policy: FailurePolicy
     study_attrs: dict[str, Any]
     on_trial: Callable[[TrialRecord], None] | None = None  # progress display
+    trial_timeout: float | None = None  # seconds one trial may run (tuner.timeouts)
 
 
 class Executor(abc.ABC):

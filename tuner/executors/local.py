@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tuner.errors import ConfigError, TrialFailed, TrialPruned
 from tuner.executors.base import Executor, StudyJob
 from tuner.runner import run_trial
+from tuner.storage_faults import storage_failure
 from tuner.study import ATTR, finished_count, make_pruner, make_sampler, open_study, record_attrs
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class LocalExecutor(Executor):
                 params,
                 reporter=_OptunaReporter(trial, prune=not job.ctx.objective.is_multi),
                 on_epoch=lambda epoch, m: job.tracker.epoch_logged(trial.number, epoch, m),
+                trial_timeout=job.trial_timeout,  # a hard stop here: trials run in the main thread
             )
             record = outcome.record
             trial.set_user_attr(ATTR, record_attrs(record))
@@ -90,11 +92,17 @@ class LocalExecutor(Executor):
             values = record.values or ()
             return values[0] if len(values) == 1 else values
 
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=job.timeout,
-            catch=(TrialFailed,),
-            gc_after_trial=False,
-        )
+        try:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=job.timeout,
+                catch=(TrialFailed,),
+                gc_after_trial=False,
+            )
+        except Exception as exc:  # a storage write failed (disk full...): say so, not Optuna's commit error
+            failure = storage_failure(exc, job.storage)
+            if failure is None:
+                raise
+            raise failure from exc
         return study

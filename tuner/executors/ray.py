@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 from tuner.executors.base import Executor, StudyJob
-from tuner.study import finished_count, make_sampler, open_study
+from tuner.study import finished_count, make_sampler, open_study, warmup_epochs
 
 if TYPE_CHECKING:
     import optuna
@@ -180,7 +180,7 @@ class RayExecutor(Executor):
                 metric=metric_names(objective)[0],
                 mode="min" if objective.directions[0] == "minimize" else "max",
                 max_t=max_epochs + 1,  # the last epoch must not count as a stop by max_t
-                grace_period=max(2, min(10, max_epochs // 5)),  # the local pruner's warm-up
+                grace_period=warmup_epochs(max_epochs),  # the local pruner's warm-up
                 reduction_factor=3,
             )
         else:
@@ -193,6 +193,7 @@ class RayExecutor(Executor):
                     tracker=job.tracker,
                     cpus=self.resources["cpu"],
                     gpus=self.resources["gpu"],
+                    trial_timeout=job.trial_timeout,
                 )
             )
         )

@@ -1,0 +1,77 @@
+"""User-style Keras models per task, the same architectures as :mod:`benchmarks.builders_torch`.
+
+``model(split)`` is the plain compiled model (Adam, the task's loss, no Dropout, no L2);
+``model(split, dropout=p, l2=a, learning_rate=r)`` the version a tuner's builder writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.tasks import Split
+
+__all__ = ["model", "zero_arg_builder", "hp_builder", "loss_for"]
+
+
+def loss_for(split: Split) -> str:
+    return {
+        "binary": "binary_crossentropy",
+        "multiclass": "sparse_categorical_crossentropy",
+        "regression": "mse",
+    }[split.kind]
+
+
+def model(
+    split: Split, dropout: float | None = None, l2: float | None = None, learning_rate: float = 1e-3
+) -> Any:
+    """The task's user-style ``keras.Sequential``, compiled."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(l2) if l2 else None
+    drop = [layers.Dropout(dropout)] if dropout is not None else []
+    out_act = {"binary": "sigmoid", "multiclass": "softmax", "regression": None}[split.kind]
+    shape = split.train[0].shape[1:]
+    if split.input_kind == "image":
+        body = [
+            layers.Conv2D(32, 3, padding="same", activation="relu", kernel_regularizer=reg),
+            layers.Conv2D(64, 3, padding="same", activation="relu", kernel_regularizer=reg),
+            layers.MaxPooling2D(2), layers.Flatten(), *drop,
+            layers.Dense(128, activation="relu", kernel_regularizer=reg), *drop,
+        ]  # fmt: skip
+    elif split.input_kind == "sequence":
+        body = [
+            layers.Conv1D(32, 5, activation="relu", kernel_regularizer=reg), layers.Flatten(), *drop,
+            layers.Dense(64, activation="relu", kernel_regularizer=reg), *drop,
+        ]  # fmt: skip
+    else:
+        body = [
+            layers.Dense(256, activation="relu", kernel_regularizer=reg),
+            *drop,
+            layers.Dense(128, activation="relu", kernel_regularizer=reg),
+            *drop,
+        ]
+    net = keras.Sequential(
+        [keras.Input(shape), *body, layers.Dense(split.n_out, activation=out_act, kernel_regularizer=reg)]
+    )
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(split))
+    return net
+
+
+def zero_arg_builder(split: Split) -> Callable[[], Any]:
+    """``build_model()``: the plain model; regtuner injects dropout, L2, the LR and its schedule."""
+
+    def build_model() -> Any:
+        return model(split)
+
+    return build_model
+
+
+def hp_builder(split: Split) -> Callable[[Any], Any]:
+    """``build_model(hp)``: reads ``hp.dropout`` itself; the other knobs are injected."""
+
+    def build_model(hp: Any) -> Any:
+        return model(split, dropout=float(hp.dropout))
+
+    return build_model

@@ -1,0 +1,74 @@
+"""User-style torch models per task: what a practitioner writes first, not tuned.
+
+``model(split)`` is the plain model (no Dropout: the overfitting-prone version people post about);
+``model(split, dropout=p)`` the same net with ``nn.Dropout(p)`` after every hidden layer (what an
+``hp`` builder and the peers' objective functions build). Outputs are logits (1 for binary, K for
+multiclass) or one value (regression).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from benchmarks.tasks import Split
+
+__all__ = ["model", "zero_arg_builder", "hp_builder"]
+
+
+def _drop(dropout: float | None) -> list[Any]:
+    return [nn.Dropout(dropout)] if dropout is not None else []
+
+
+def model(split: Split, dropout: float | None = None) -> Any:
+    """The task's user-style ``nn.Sequential``."""
+    out = split.n_out
+    if split.input_kind == "image":  # (n, 1, 8, 8)
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), *_drop(dropout),
+            nn.Linear(64 * 4 * 4, 128), nn.ReLU(), *_drop(dropout),
+            nn.Linear(128, out),
+        )  # fmt: skip
+    if split.input_kind == "sequence":  # (n, steps, features)
+        steps, feats = split.train[0].shape[1:]
+        return nn.Sequential(
+            _ChannelsFirst(),
+            nn.Conv1d(feats, 32, 5), nn.ReLU(),
+            nn.Flatten(), *_drop(dropout),
+            nn.Linear(32 * (steps - 4), 64), nn.ReLU(), *_drop(dropout),
+            nn.Linear(64, out),
+        )  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(split.n_features, 256), nn.ReLU(), *_drop(dropout),
+        nn.Linear(256, 128), nn.ReLU(), *_drop(dropout),
+        nn.Linear(128, out),
+    )  # fmt: skip
+
+
+class _ChannelsFirst(nn.Module):
+    """(n, steps, features) -> (n, features, steps) for Conv1d."""
+
+    def forward(self, x: Any) -> Any:
+        return x.transpose(1, 2)
+
+
+def zero_arg_builder(split: Split) -> Callable[[], Any]:
+    """``build_model()``: the plain model; regtuner injects dropout, L2, the LR and its schedule."""
+
+    def build_model() -> Any:
+        return model(split)
+
+    return build_model
+
+
+def hp_builder(split: Split) -> Callable[[Any], Any]:
+    """``build_model(hp)``: reads ``hp.dropout`` itself; the other knobs are injected."""
+
+    def build_model(hp: Any) -> Any:
+        return model(split, dropout=float(hp.dropout))
+
+    return build_model

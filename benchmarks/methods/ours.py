@@ -1,0 +1,191 @@
+"""regtuner's methods: ``tune()`` with a zero-arg and an ``hp`` builder, the same with pruning and
+early stopping off (to measure what they save), and regtuner's own untuned and textbook baselines.
+
+``tune()`` gets the split as a mapping with an explicit test pair, ``baselines=False`` (the
+baselines are separate rows here), no tracking, a throwaway Optuna storage, and the preset the
+task names (what a user picks from the README for such data). Its wall time includes the final
+refit of the chosen configuration, which re-trains that trial once; its epochs count it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.methods import Budget, Row
+from benchmarks.tasks import Split
+
+__all__ = ["regtuner_zero_arg", "regtuner_hp", "regtuner_noprune", "untuned", "textbook", "builders"]
+
+
+def builders(framework: str) -> Any:
+    if framework == "keras":
+        from benchmarks import builders_keras as mod
+    else:
+        from benchmarks import builders_torch as mod
+    return mod
+
+
+def _tune(
+    split: Split, budget: Budget, seed: int, framework: str, builder: Any, name: str, space: Any
+) -> Row:
+    from tuner import tune
+
+    with tempfile.TemporaryDirectory(prefix="regtuner-bench-") as tmp:
+        start = time.perf_counter()
+        result = tune(
+            builder,
+            split.data(framework),
+            space=space,
+            n_trials=budget.n_trials,
+            max_epochs=budget.max_epochs,
+            baselines=False,
+            tracking=False,
+            progress=False,
+            seed=seed,
+            storage=str(Path(tmp) / "studies.db"),
+            study_name=f"{split.task}-{name}-{seed}",
+        )
+        wall = time.perf_counter() - start
+    chosen = next(r for r in result.records if r.number == result.best_trial)
+    epochs = sum(r.epochs_run for r in result.records) + chosen.epochs_run  # + the final refit
+    return Row(
+        task=split.task,
+        method=name,
+        seed=seed,
+        framework=framework,
+        metric=split.metric,
+        test_metric=result.test_scores.get(split.metric),
+        reported_val=result.validation_scores.get(split.metric),
+        wall_s=wall,
+        epochs_trained=epochs,
+        trials=len(result.records),
+        extra={
+            "best_params": {k: v for k, v in result.best_params.items()},
+            "counts": result.counts,
+            "test_loss": result.test_scores.get("loss"),
+            "val_loss": result.validation_scores.get("loss"),
+        },
+    )
+
+
+def regtuner_zero_arg(
+    split: Split, budget: Budget, seed: int, framework: str, space: str | None = None
+) -> Row:
+    """``tune(build_model, data)`` with the user's plain zero-argument builder (injection)."""
+    b = builders(framework).zero_arg_builder(split)
+    return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split))
+
+
+def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """``tune(build_model, data)`` with a builder that reads ``hp.dropout``."""
+    b = builders(framework).hp_builder(split)
+    return _tune(split, budget, seed, framework, b, "regtuner_hp", _space(split))
+
+
+def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """The zero-arg study with no pruner and no early stopping: every trial runs ``max_epochs``."""
+    import optuna
+
+    import tuner.executors.local as local
+
+    space = {"extends": _space(split), "knobs": {"patience": 0}}
+    b = builders(framework).zero_arg_builder(split)
+    with _patched(local, "make_pruner", lambda *a, **k: optuna.pruners.NopPruner()):
+        return _tune(split, budget, seed, framework, b, "regtuner_noprune", space)
+
+
+def regtuner_prune3(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Median pruning after 3 trials, ``max_epochs // 10`` warm-up: what ``make_pruner`` now does."""
+    import optuna
+
+    import tuner.executors.local as local
+
+    def pruner(max_epochs: int, multi: bool) -> optuna.pruners.BasePruner:
+        warmup = max(2, min(10, max_epochs // 10))
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup, interval_steps=1)
+
+    b = builders(framework).zero_arg_builder(split)
+    with _patched(local, "make_pruner", pruner):
+        return _tune(split, budget, seed, framework, b, "regtuner_prune3", _space(split))
+
+
+def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: the task's preset with early-stopping patience 10 instead of its own (15 or 20)."""
+    b = builders(framework).zero_arg_builder(split)
+    space = {"extends": _space(split), "knobs": {"patience": 10}}
+    return _tune(split, budget, seed, framework, b, "regtuner_pat10", space)
+
+
+@contextlib.contextmanager
+def _patched(module: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def _space(split: Split) -> str:
+    from benchmarks.tasks import get_task
+
+    return get_task(split.task).space
+
+
+# ----------------------------------------------------------------------------- regtuner's baselines
+
+
+def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str) -> Row:
+    """Train one fixed configuration the way ``tune()``'s baselines do (tuner.baselines)."""
+    from tuner.adapters.base import FitSettings
+    from tuner.baselines import textbook_params
+    from tuner.data import prepare
+    from tuner.metrics import resolve_metrics
+    from tuner.objectives import parse_objective
+    from tuner.refit import evaluate
+    from tuner.runner import TrialContext
+
+    start = time.perf_counter()
+    prepared = prepare(split.data(framework), seed=seed)
+    settings = FitSettings(task=prepared.task, max_epochs=budget.max_epochs, seed=seed)
+    ctx = TrialContext.create(
+        builders(framework).zero_arg_builder(split),
+        prepared.train,
+        prepared.validation,
+        parse_objective("val_loss", prepared.task),
+        resolve_metrics(prepared.task, None),
+        settings,
+    )
+    params = {} if name == "untuned" else textbook_params(prepared.task)
+    ev = evaluate(ctx, params, 0, prepared.test)
+    wall = time.perf_counter() - start
+    test = ev.tests[0] if ev.tests else {}
+    return Row(
+        task=split.task,
+        method=name,
+        seed=seed,
+        framework=framework,
+        metric=split.metric,
+        test_metric=test.get(split.metric),
+        reported_val=ev.validation.get(split.metric),
+        wall_s=wall,
+        epochs_trained=ev.record.epochs_run if ev.record else 0,
+        trials=1,
+        error="; ".join(ev.errors) or None,
+        extra={"params": params},
+    )
+
+
+def untuned(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """The user's model as written: ``max_epochs`` epochs, the best validation epoch kept."""
+    return _baseline(split, budget, seed, framework, "untuned")
+
+
+def textbook(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """The blog recipe (dropout 0.5/0.3, L2 0.01, Adam 1e-3, batch 32, early stopping patience 10)."""
+    return _baseline(split, budget, seed, framework, "textbook")

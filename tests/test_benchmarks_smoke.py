@@ -1,0 +1,52 @@
+"""The peers benchmark harness end to end in a tiny mode: rows, JSON, table and plot are produced."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from benchmarks import run as bench  # noqa: E402
+from benchmarks.tasks import TASKS  # noqa: E402
+
+
+def test_every_task_splits_the_same_way_for_a_seed_and_keeps_parts_apart():
+    for task in TASKS.values():
+        a, b = task.split(0), task.split(0)
+        for (xa, ya), (xb, yb) in zip(a.parts(), b.parts()):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        n = sum(len(p[1]) for p in a.parts())
+        assert n == len(task.load()[1])
+        assert len(task.split(1).train[1]) == len(a.train[1])
+        assert not np.array_equal(task.split(1).train[1], a.train[1]) or a.kind == "regression"
+
+
+def test_tiny_run_writes_rows_table_and_plot(tmp_path):
+    out = tmp_path / "peers_tiny.json"
+    rows = bench.run(
+        bench.parse_args(
+            ["--tasks", "wine", "--methods", "regtuner,linear", "--seeds", "1", "--trials", "2",
+             "--epochs", "2", "--out", str(out)]
+        )
+    )  # fmt: skip
+    assert [(r["task"], r["method"], r["seed"]) for r in rows] == [
+        ("wine", "regtuner", 0),
+        ("wine", "linear", 0),
+    ]
+    for r in rows:
+        assert r["error"] is None
+        assert 0.0 <= r["test_metric"] <= 1.0 and 0.0 <= r["reported_val"] <= 1.0
+        assert r["metric"] == "accuracy" and r["wall_s"] > 0
+    tuned = rows[0]
+    assert tuned["trials"] == 2 and 2 <= tuned["epochs_trained"] <= 3 * 2  # 2 trials + the refit
+    assert rows[1]["epochs_trained"] == 0
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["budget"] == {"n_trials": 2, "max_epochs": 2} and len(doc["rows"]) == 2
+    table = out.with_suffix(".md").read_text()
+    assert "| wine (accuracy) |" in table and "regtuner" in table and "linear" in table
+    assert out.with_suffix(".png").stat().st_size > 1000

@@ -1,0 +1,118 @@
+"""The driver of a Ray study killed with SIGKILL mid-trial: ``resume=True`` continues from the Optuna
+storage, keeps every finished trial, marks the interrupted one failed and reaches the budget."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from tests.test_ray_executor import NUMPY_SPACE, _register_fake
+    from tests.fakes import NumpyModel, blobs
+    from tuner import tune
+
+    def slow(hp):
+        _register_fake()
+        return NumpyModel(5, 3, sleep=0.3)
+
+    _register_fake()
+    tune(slow, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
+         max_concurrent_trials=1, executor_options=dict(scheduler="fifo"), tracking=False,
+         progress=False, baselines=False, study_name="killme", storage="studies.db")
+    """
+)
+
+
+def _mid_trial(storage: str) -> bool:
+    try:
+        study = optuna.load_study(study_name="killme", storage=storage)
+    except Exception:
+        return False
+    states = [t.state for t in study.trials]
+    return states.count(optuna.trial.TrialState.COMPLETE) >= 2 and optuna.trial.TrialState.RUNNING in states
+
+
+def _kill_ray_processes_under(folder: Path) -> None:
+    """Ray's own processes die with their driver; kill any left over anyway (this test's only)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_sigkill_of_the_ray_driver_then_resume(tmp_path):
+    import ray
+
+    from tests.fakes import blobs
+    from tests.test_ray_executor import NUMPY_SPACE, _register_fake, numpy_model
+    from tuner import tune
+
+    if ray.is_initialized():
+        ray.shutdown()
+    script = tmp_path / "study.py"
+    script.write_text(SCRIPT.format(root=str(ROOT)))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    try:
+        deadline = time.monotonic() + 300
+        while not _mid_trial(storage) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.3)  # inside the running trial (5 epochs x 0.3 s)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _kill_ray_processes_under(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    before = optuna.load_study(study_name="killme", storage=storage)
+    finished = {t.number: t.value for t in before.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(finished) >= 2
+    assert any(t.state == optuna.trial.TrialState.RUNNING for t in before.trials)
+
+    _register_fake()
+    r = tune(numpy_model, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
+             max_concurrent_trials=1, executor_options={"scheduler": "fifo"}, tracking=False,
+             progress=False, baselines=False, study_name="killme", storage="studies.db",
+             resume=True)  # fmt: skip
+    assert not ray.is_initialized()  # the executor shut down the Ray it started
+    rows = r.trials.set_index("number")
+    for number, value in finished.items():  # finished trials kept, values unchanged
+        assert rows.loc[number, "state"] == "complete" and rows.loc[number, "value"] == pytest.approx(value)
+    interrupted = rows[rows["error"].fillna("").str.contains("interrupted")]
+    assert len(interrupted) >= 1 and set(interrupted["state"]) == {"failed"}
+    assert (rows["state"].isin(["complete", "pruned"])).sum() == 6  # the budget is reached
+    after = optuna.load_study(study_name="killme", storage=storage)
+    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in after.trials)

@@ -100,7 +100,7 @@ def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) ->
 
 
 def regtuner_prune3(split: Split, budget: Budget, seed: int, framework: str) -> Row:
-    """Median pruning after 3 trials, ``max_epochs // 10`` warm-up: what ``make_pruner`` now does."""
+    """Median pruning after 3 trials, ``max_epochs // 10`` warm-up: the proposed ``make_pruner`` default."""
     import optuna
 
     import tuner.executors.local as local

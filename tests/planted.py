@@ -13,6 +13,24 @@ from tuner.records import Injection
 
 ADAPTERS = ["tests.planted:PlantedAdapter", "tests.planted:PriorAdapter", "tests.fakes:NumpyAdapter"]
 
+#: a small space for the planted models: the learning rate and L2 matter, the rest is fixed
+SPACE = {
+    "knobs": {
+        "learning_rate": {"low": 0.05, "high": 0.5, "log": True},
+        "l2": {"low": 1e-6, "high": 1e-2, "log": True},
+        "batch_size": 32,
+        "patience": 3,
+    }
+}
+
+
+def install(monkeypatch) -> None:
+    """Put the planted adapters first for one test, with an empty build log."""
+    from tuner.adapters import base
+
+    monkeypatch.setattr(base, "ADAPTERS", [*ADAPTERS, *base.ADAPTERS])
+    PlantedModel.log = []
+
 
 class PlantedModel(NumpyModel):
     """A NumpyModel with its own learning rate, optional quadratic features, and a fit log."""

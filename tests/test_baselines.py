@@ -12,24 +12,15 @@ from threadpoolctl import threadpool_limits
 
 from tests import planted as P
 from tuner import tune
-from tuner.adapters import base
 from tuner.baselines import NAMES, textbook_params
 from tuner.data import prepare
 
-SPACE = {
-    "knobs": {
-        "learning_rate": {"low": 0.05, "high": 0.5, "log": True},
-        "l2": {"low": 1e-6, "high": 1e-2, "log": True},
-        "batch_size": 32,
-        "patience": 3,
-    }
-}
+SPACE = P.SPACE
 
 
 @pytest.fixture(autouse=True)
 def planted_adapters(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [*P.ADAPTERS, *base.ADAPTERS])
-    P.PlantedModel.log = []
+    P.install(monkeypatch)
     with threadpool_limits(limits=1):  # the reference fits below, like the baselines, on one thread
         yield
 

@@ -9,7 +9,6 @@ from sklearn.model_selection import StratifiedKFold
 
 from tests import planted as P
 from tuner import tune
-from tuner.adapters import base
 from tuner.adapters.base import FitSettings
 from tuner.cv import refit_epochs, run_folds
 from tuner.data import prepare
@@ -17,20 +16,12 @@ from tuner.errors import ConfigError, DataError
 from tuner.objectives import parse_objective
 from tuner.runner import TrialContext, run_trial
 
-SPACE = {
-    "knobs": {
-        "learning_rate": {"low": 0.05, "high": 0.5, "log": True},
-        "l2": {"low": 1e-6, "high": 1e-2, "log": True},
-        "batch_size": 32,
-        "patience": 3,
-    }
-}
+SPACE = P.SPACE
 
 
 @pytest.fixture(autouse=True)
 def planted_adapters(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [*P.ADAPTERS, *base.ADAPTERS])
-    P.PlantedModel.log = []
+    P.install(monkeypatch)
 
 
 def run(builder, data, **kw):

@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("ray")
 
+from tests.test_kill_resume import _mid_trial  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
@@ -36,15 +38,6 @@ SCRIPT = textwrap.dedent(
          progress=False, baselines=False, study_name="killme", storage="studies.db")
     """
 )
-
-
-def _mid_trial(storage: str) -> bool:
-    try:
-        study = optuna.load_study(study_name="killme", storage=storage)
-    except Exception:
-        return False
-    states = [t.state for t in study.trials]
-    return states.count(optuna.trial.TrialState.COMPLETE) >= 2 and optuna.trial.TrialState.RUNNING in states
 
 
 def _kill_ray_processes_under(folder: Path) -> None:

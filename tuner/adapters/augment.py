@@ -25,12 +25,13 @@ mixup      all     convex mix of row pairs and their targets, weight ~ Beta(a, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tuner.errors import ConfigError
+from tuner.records import Injection
 
 __all__ = [
     "POLICY_KEY",
@@ -42,6 +43,7 @@ __all__ = [
     "policy_names",
     "split_applicable",
     "trial_policy",
+    "plan",
     "feature_std",
     "gaussian_noise",
     "mixup",
@@ -151,6 +153,33 @@ def trial_policy(params: Mapping[str, Any]) -> tuple[tuple[str, ...], float]:
     names = policy_names(params.get(POLICY_KEY))
     strength = params.get(STRENGTH_KEY)
     return names, _strength(DEFAULT_STRENGTH if strength is None else strength)
+
+
+def plan(
+    params: Mapping[str, Any],
+    input_kind: str,
+    drops: Sequence[tuple[tuple[str, ...], str]],
+    where: str,
+) -> tuple[tuple[str, ...], float, Injection]:
+    """One trial's augmentations for this model: ``(names, strength, record)``.
+
+    ``drops`` lists the names this model cannot take, with why (applied in order); ``where`` says how
+    the adapter applies them ("as batch ops in a tf.data pipeline").
+    """
+    names, strength = trial_policy(params)
+    if not names:
+        return (), strength, Injection(POLICY_KEY, True, "none: training on the data as given")
+    use, skipped = split_applicable(names, input_kind)
+    notes = [f"{'+'.join(skipped)} skipped: not for {input_kind} inputs"] if skipped else []
+    for unusable, why in drops:
+        dropped = [n for n in use if n in unusable]
+        if dropped:
+            use = tuple(n for n in use if n not in dropped)
+            notes.append(f"{'+'.join(dropped)} skipped: {why}")
+    if not use:
+        return use, strength, Injection(POLICY_KEY, False, "not applied: " + "; ".join(notes))
+    words = f"{'+'.join(use)} at strength {strength:g} {where}"
+    return use, strength, Injection(POLICY_KEY, True, "; ".join([words, *notes]))
 
 
 def feature_std(X: np.ndarray) -> np.ndarray:

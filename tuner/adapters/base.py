@@ -22,7 +22,15 @@ import numpy as np
 from tuner.errors import ModelError
 from tuner.records import Injection, TaskInfo
 
-__all__ = ["Adapter", "EpochHooks", "FitSettings", "ADAPTERS", "adapter_for", "mro_modules"]
+__all__ = [
+    "Adapter",
+    "EpochHooks",
+    "FitSettings",
+    "ADAPTERS",
+    "adapter_for",
+    "mro_modules",
+    "builder_applied",
+]
 
 # "module:Class" of every adapter, tried in order. Modules are imported only when a
 # model that may belong to them shows up, so no framework loads with ``import tuner``.
@@ -31,6 +39,11 @@ ADAPTERS: list[str] = [
     "tuner.adapters.torch:TorchAdapter",
     "tuner.adapters.sklearn:SklearnAdapter",
 ]
+
+
+def builder_applied(knob: str) -> Injection:
+    """The record of a knob the builder applied itself (it read ``hp.<knob>``)."""
+    return Injection(knob, True, f"build_model applied it (it read hp.{knob}); nothing injected")
 
 
 class EpochHooks(Protocol):

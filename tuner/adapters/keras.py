@@ -23,7 +23,7 @@ from tuner.adapters._keras_pipeline import (
     hook_callback,
     purge_custom_gradients,
 )
-from tuner.adapters.base import Adapter, EpochHooks, FitSettings, mro_modules
+from tuner.adapters.base import Adapter, EpochHooks, FitSettings, builder_applied, mro_modules
 from tuner.errors import ConfigError, ModelError
 from tuner.records import Injection
 
@@ -38,10 +38,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     require("keras").utils.set_random_seed(seed % (2**32))
-
-
-def _by_builder(knob: str) -> Injection:
-    return Injection(knob, True, f"build_model applied it (it read hp.{knob}); nothing injected")
 
 
 class KerasAdapter(Adapter):
@@ -85,11 +81,11 @@ class KerasAdapter(Adapter):
         out: list[Injection] = []
         if "dropout" in params:
             by_builder = "dropout" in builder_read
-            out.append(_by_builder("dropout") if by_builder else self._dropout(params["dropout"]))
+            out.append(builder_applied("dropout") if by_builder else self._dropout(params["dropout"]))
         weight_decay = None
         if "l2" in params:
             if "l2" in builder_read:
-                out.append(_by_builder("l2"))
+                out.append(builder_applied("l2"))
             else:
                 injection, weight_decay = self._l2(float(params["l2"]), params.get("l2_mode", "auto"))
                 out.append(injection)
@@ -102,7 +98,7 @@ class KerasAdapter(Adapter):
         self._optimizer, origin = inj.make_optimizer(keras, current, name, self.base_lr, weight_decay, clip)
         if "optimizer" in params:
             by_builder = "optimizer" in builder_read
-            out.append(_by_builder("optimizer") if by_builder else Injection("optimizer", True, origin))
+            out.append(builder_applied("optimizer") if by_builder else Injection("optimizer", True, origin))
         if "learning_rate" in params or "lr_schedule" in params:
             source = "sampled" if lr is not None else ("compiled" if compiled_lr else "default")
             schedule = params.get("lr_schedule", "constant")
@@ -112,7 +108,7 @@ class KerasAdapter(Adapter):
             out.append(Injection("learning_rate", True, detail))
         if "gradient_clip" in params:
             if "gradient_clip" in builder_read:
-                out.append(_by_builder("gradient_clip"))
+                out.append(builder_applied("gradient_clip"))
             elif clip:
                 detail = f"global_clipnorm={float(clip):g} on the optimizer (one norm over all gradients)"
                 out.append(Injection("gradient_clip", True, detail))
@@ -194,7 +190,7 @@ class KerasAdapter(Adapter):
         if not self.task.is_classification:
             return Injection("label_smoothing", False, "not applied: it is for classification only")
         if by_builder:
-            return _by_builder("label_smoothing")
+            return builder_applied("label_smoothing")
         if self._loss_source is not None and inj.loss_kind(self._loss_source) not in _CE:
             msg = (
                 f"not applied: the loss {inj.describe_loss(self._loss_source)} is not a built-in "
@@ -206,21 +202,14 @@ class KerasAdapter(Adapter):
 
     def _augmentation(self, params: Mapping[str, Any], by_builder: bool) -> Injection:
         if by_builder:
-            return _by_builder(augment.POLICY_KEY)
-        names, strength = augment.trial_policy(params)
-        if not names:
-            return Injection(augment.POLICY_KEY, True, "none: training on the data as given")
-        kind = self.task.input_kind
-        use, skipped = augment.split_applicable(names, kind)
-        notes = [f"{'+'.join(skipped)} skipped: not for {kind} inputs"] if skipped else []
-        if "mixup" in use and self.task.is_classification and self._target_kind() == "raw":
-            use = tuple(n for n in use if n != "mixup")
-            notes.append("mixup skipped: the custom loss takes class indices, which cannot be mixed")
-        self._aug, self._strength = use, strength
-        if not use:
-            return Injection(augment.POLICY_KEY, False, "not applied: " + "; ".join(notes))
-        words = f"{'+'.join(use)} at strength {strength:g} as batch ops in a tf.data pipeline"
-        return Injection(augment.POLICY_KEY, True, "; ".join([words, *notes]))
+            return builder_applied(augment.POLICY_KEY)
+        drops = []
+        if self.task.is_classification and self._target_kind() == "raw":
+            drops.append((("mixup",), "the custom loss takes class indices, which cannot be mixed"))
+        self._aug, self._strength, record = augment.plan(
+            params, self.task.input_kind, drops, "as batch ops in a tf.data pipeline"
+        )
+        return record
 
     def _target_kind(self) -> str:
         src = self._loss_source

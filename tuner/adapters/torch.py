@@ -44,7 +44,7 @@ from tuner.adapters import _torch_inject as inj
 from tuner.adapters import augment
 from tuner.adapters._torch_data import make_loader, resolve_device
 from tuner.adapters._torch_loop import run_epochs
-from tuner.adapters.base import Adapter, EpochHooks, FitSettings, mro_modules
+from tuner.adapters.base import Adapter, EpochHooks, FitSettings, builder_applied, mro_modules
 from tuner.errors import ConfigError, ModelError
 from tuner.records import Injection
 
@@ -53,10 +53,6 @@ __all__ = ["TorchAdapter", "DEFAULT_LR"]
 DEFAULT_LR = 1e-3
 PREDICT_CHUNK = 4096
 GPU_RESIDENT_FRACTION = 0.25  # keep the training set on the GPU when it needs less of the free memory
-
-
-def _by_builder(knob: str) -> Injection:
-    return Injection(knob, True, f"build_model applied it (it read hp.{knob}); nothing injected")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -104,7 +100,7 @@ class TorchAdapter(Adapter):
         out: list[Injection] = []
         if "dropout" in params:
             out.append(
-                _by_builder("dropout")
+                builder_applied("dropout")
                 if "dropout" in builder_read
                 else inj.apply_dropout(self.torch, self.model, params["dropout"])
             )
@@ -181,27 +177,16 @@ class TorchAdapter(Adapter):
 
     def _augmentation(self, params: Mapping[str, Any], by_builder: bool) -> Injection:
         if by_builder:
-            return _by_builder(augment.POLICY_KEY)
-        names, strength = augment.trial_policy(params)
-        if not names:
-            return Injection(augment.POLICY_KEY, True, "none: training on the data as given")
-        kind = self.task.input_kind
-        use, skipped = augment.split_applicable(names, kind)
-        notes = [f"{'+'.join(skipped)} skipped: not for {kind} inputs"] if skipped else []
-        if self._takes_ids() and any(n in use for n in ("noise", "mixup")):
-            dropped = [n for n in use if n in ("noise", "mixup")]
-            use = tuple(n for n in use if n not in dropped)
-            notes.append(
-                f"{'+'.join(dropped)} skipped: the model starts with an embedding, X holds token ids"
-            )
-        if "mixup" in use and self.task.is_classification and self._custom_loss():
-            use = tuple(n for n in use if n != "mixup")
-            notes.append("mixup skipped: the custom loss takes class indices, which cannot be mixed")
-        self._aug, self._strength = use, strength
-        if not use:
-            return Injection(augment.POLICY_KEY, False, "not applied: " + "; ".join(notes))
-        words = f"{'+'.join(use)} at strength {strength:g} as batch tensor ops on {self.device}"
-        return Injection(augment.POLICY_KEY, True, "; ".join([words, *notes]))
+            return builder_applied(augment.POLICY_KEY)
+        drops = []
+        if self._takes_ids():
+            drops.append((("noise", "mixup"), "the model starts with an embedding, X holds token ids"))
+        if self.task.is_classification and self._custom_loss():
+            drops.append((("mixup",), "the custom loss takes class indices, which cannot be mixed"))
+        self._aug, self._strength, record = augment.plan(
+            params, self.task.input_kind, drops, f"as batch tensor ops on {self.device}"
+        )
+        return record
 
     # ----------------------------------------------------------------- dry run
     def _takes_ids(self) -> bool:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.overhead import CONFIGS, make_data
+from benchmarks.overhead import CONFIGS, fixed_space, make_data
 
 
 def torch_model(dropout: float | None = None):
@@ -83,16 +83,7 @@ def with_tuner(
     """(wall, CPU) seconds of one ``tune()`` call; ``trials`` gets the summed wall time of its trials."""
     from tuner import tune
 
-    space = {
-        "knobs": {
-            "dropout": sorted({c["dropout"] for c in CONFIGS}),
-            "l2": sorted({c["l2"] for c in CONFIGS}),
-            "learning_rate": sorted({c["learning_rate"] for c in CONFIGS}),
-            "batch_size": sorted({c["batch_size"] for c in CONFIGS}),
-            "patience": 0,
-        },
-        "start": CONFIGS,
-    }
+    space = fixed_space()
     with tempfile.TemporaryDirectory() as tmp:
         start = _clock()
         result = tune(

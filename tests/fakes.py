@@ -14,6 +14,17 @@ from tuner.records import Injection
 HANG = 60.0
 
 
+#: a space for the fake model: L2, learning rate and batch size searched
+SPACE = {
+    "knobs": {
+        "l2": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
+        "learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
+        "batch_size": [16, 32],
+        "patience": 3,
+    }
+}
+
+
 class NumpyModel:
     """Softmax or linear regression trained by minibatch gradient descent."""
 

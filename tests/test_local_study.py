@@ -6,19 +6,10 @@ import numpy as np
 import optuna
 import pytest
 
-from tests.fakes import NumpyModel, blobs
+from tests.fakes import SPACE, NumpyModel, blobs
 from tuner import tune
 from tuner.adapters import base
 from tuner.errors import ConfigError, ModelError, StudyAborted
-
-SPACE = {
-    "knobs": {
-        "l2": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
-        "learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
-        "batch_size": [16, 32],
-        "patience": 3,
-    }
-}
 
 
 @pytest.fixture(autouse=True)

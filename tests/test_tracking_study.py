@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 import tuner
-from tests.fakes import NumpyModel, blobs
+from tests.fakes import SPACE, NumpyModel, blobs
 from tests.mlflow_server import artifacts, find_runs, metric_history, metrics_of, params_of, rest, tags_of
 from tests.test_tracking import EPOCHS, SUMMARY, records, study_info
 from tuner import tune
 from tuner.adapters import base
 from tuner.tracking import MlflowTracker, StudySummary, make_tracker
-
-SPACE = {
-    "knobs": {
-        "l2": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
-        "learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
-        "batch_size": [16, 32],
-        "patience": 3,
-    }
-}
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ keras = pytest.importorskip("keras")
 
 from tuner import tune  # noqa: E402
 from tuner.errors import ModelError  # noqa: E402
+from tuner.study import warmup_epochs  # noqa: E402
 
 SCHEDULES = ["constant", "step", "exponential", "cosine", "one_cycle", "plateau"]
 IMAGE_AUGS = ["none", "noise", "mixup", "flip", "translate", "rotate", "zoom", "contrast", "cutout"]
@@ -96,7 +97,9 @@ def test_every_schedule_trains():
     }
     r = tune(mlp, tabular(), space=space, n_trials=len(SCHEDULES), max_epochs=4, test=None, **QUIET)
     assert sorted(r.trials["params_lr_schedule"]) == sorted(SCHEDULES)
-    assert (r.trials["state"] == "complete").all()
+    # the median pruner may stop the last three after its warm-up: every schedule still trains
+    assert r.trials["state"].isin(["complete", "pruned"]).all()
+    assert all(x.epochs_run >= warmup_epochs(4) for x in r.records)
     lrs = {x.params["lr_schedule"]: [e["lr"] for e in x.epochs] for x in r.records}
     assert len(set(lrs["constant"])) == 1 and lrs["step"] != lrs["constant"] and lrs["cosine"][-1] < 0.01
 

@@ -57,7 +57,7 @@ _REGISTRY: dict[str, str] = {
     "regtuner": "benchmarks.methods.ours:regtuner_zero_arg",
     "regtuner_hp": "benchmarks.methods.ours:regtuner_hp",
     "regtuner_noprune": "benchmarks.methods.ours:regtuner_noprune",
-    "regtuner_prune3": "benchmarks.methods.ours:regtuner_prune3",
+    "regtuner_prune5": "benchmarks.methods.ours:regtuner_prune5",
     "regtuner_pat10": "benchmarks.methods.ours:regtuner_pat10",
     "untuned": "benchmarks.methods.ours:untuned",
     "textbook": "benchmarks.methods.ours:textbook",

@@ -31,8 +31,16 @@ def builders(framework: str) -> Any:
 
 
 def _tune(
-    split: Split, budget: Budget, seed: int, framework: str, builder: Any, name: str, space: Any
+    split: Split,
+    budget: Budget,
+    seed: int,
+    framework: str,
+    builder: Any,
+    name: str,
+    space: Any,
+    keep: dict[str, Any] | None = None,
 ) -> Row:
+    """One study; ``keep``, when given, receives the chosen (refit) model under ``"model"``."""
     from tuner import tune
 
     with tempfile.TemporaryDirectory(prefix="regtuner-bench-") as tmp:
@@ -51,6 +59,8 @@ def _tune(
             study_name=f"{split.task}-{name}-{seed}",
         )
         wall = time.perf_counter() - start
+    if keep is not None:
+        keep["model"] = result.best_model
     chosen = next(r for r in result.records if r.number == result.best_trial)
     epochs = sum(r.epochs_run for r in result.records) + chosen.epochs_run  # + the final refit
     return Row(
@@ -74,11 +84,16 @@ def _tune(
 
 
 def regtuner_zero_arg(
-    split: Split, budget: Budget, seed: int, framework: str, space: str | None = None
+    split: Split,
+    budget: Budget,
+    seed: int,
+    framework: str,
+    space: str | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> Row:
     """``tune(build_model, data)`` with the user's plain zero-argument builder (injection)."""
     b = builders(framework).zero_arg_builder(split)
-    return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split))
+    return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split), keep)
 
 
 def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
@@ -99,19 +114,19 @@ def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) ->
         return _tune(split, budget, seed, framework, b, "regtuner_noprune", space)
 
 
-def regtuner_prune3(split: Split, budget: Budget, seed: int, framework: str) -> Row:
-    """Median pruning after 3 trials, ``max_epochs // 10`` warm-up: the proposed ``make_pruner`` default."""
+def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """The pruner's defaults before the pruning benchmark: 5 start-up trials, ``max_epochs // 5`` warm-up."""
     import optuna
 
     import tuner.executors.local as local
 
     def pruner(max_epochs: int, multi: bool) -> optuna.pruners.BasePruner:
-        warmup = max(2, min(10, max_epochs // 10))
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup, interval_steps=1)
+        warmup = max(2, min(10, max_epochs // 5))
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup, interval_steps=1)
 
     b = builders(framework).zero_arg_builder(split)
     with _patched(local, "make_pruner", pruner):
-        return _tune(split, budget, seed, framework, b, "regtuner_prune3", _space(split))
+        return _tune(split, budget, seed, framework, b, "regtuner_prune5", _space(split))
 
 
 def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:

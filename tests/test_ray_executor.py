@@ -278,12 +278,16 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapt
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # one at a time: the sampler and ASHA see the same order every run
+    space = {"knobs": {**NUMPY_SPACE["knobs"], "l2": 1e-6}}  # injected into every trial's model
     result = ray_tune(uneven_model, n_trials=7, max_epochs=6, max_concurrent_trials=1, tracking=uri,
-                      experiment="ray-nesting")  # fmt: skip
+                      experiment="ray-nesting", space=space)  # fmt: skip
     states = {r.number: r.state for r in result.records}
     assert len(states) == 7 and "pruned" in states.values() and "complete" in states.values()
     pruned = [r for r in result.records if r.state == "pruned"]
     assert all(r.epochs and r.best_epoch is not None and r.values is None for r in pruned)
+    # a trial ASHA stopped cannot return its record: what was injected came with its first epoch
+    injected = {r.number: [i.knob for i in r.injected] for r in result.records}
+    assert all("l2" in knobs for knobs in injected.values()), (states, injected)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("ray-nesting")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.`regtuner.role` = 'trial'")

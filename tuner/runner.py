@@ -231,8 +231,12 @@ def run_trial(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     keep_model: bool = False,
     trial_timeout: float | None = None,
+    on_injected: Callable[[list[Injection]], None] | None = None,
 ) -> TrialOutcome:
     """Run one trial to a :class:`TrialRecord`; trial errors are recorded, never raised.
+
+    ``on_injected`` hears what the adapter did to the model before the first epoch (a Ray worker
+    sends it on, since a trial ASHA stops cannot return its record).
 
     Raises only what must stop the study (``KeyboardInterrupt``, :class:`StudyAborted`).
     With ``ctx.folds`` the trial trains one model per fold (see :mod:`tuner.cv`). A trial still
@@ -268,6 +272,8 @@ def run_trial(
             cls = adapter_for(model)
             adapter = cls(model, replace(ctx.settings, seed=seed))
             injected = list(adapter.regularize(params, hp.read))
+            if on_injected is not None:
+                on_injected(injected)
             X, y = ctx.train
             adapter.check_output(X[:8], y[:8])
             monitor = EpochMonitor(ctx, adapter, params, reporter or NullReporter(), on_epoch)

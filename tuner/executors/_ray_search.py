@@ -24,8 +24,15 @@ from ray.tune import Callback, Stopper
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.errors import StudyAborted
-from tuner.executors._ray_worker import EPOCH_KEY, FRAMEWORK_KEY, NUMBER_KEY, RECORD_KEY, metric_names
-from tuner.records import TrialRecord
+from tuner.executors._ray_worker import (
+    EPOCH_KEY,
+    FRAMEWORK_KEY,
+    INJECTED_KEY,
+    NUMBER_KEY,
+    RECORD_KEY,
+    metric_names,
+)
+from tuner.records import Injection, TrialRecord
 from tuner.study import ATTR, record_attrs, record_from_trial
 
 if TYPE_CHECKING:
@@ -102,6 +109,7 @@ class StudySearch(OptunaSearch):
         self._failing: set[str] = set()
         self._order: list[str] = []
         self._frameworks: dict[str, str] = {}
+        self._injected: dict[str, tuple[Injection, ...]] = {}
         self._reported: dict[str, set[int]] = {}
         names = metric_names(objective)
         modes = ["min" if d == "minimize" else "max" for d in objective.directions]
@@ -150,6 +158,8 @@ class StudySearch(OptunaSearch):
             return None
         if FRAMEWORK_KEY in result:
             self._frameworks[trial_id] = str(result[FRAMEWORK_KEY])
+        if INJECTED_KEY in result:
+            self._injected[trial_id] = tuple(Injection(*i) for i in json.loads(result[INJECTED_KEY]))
         prefix = EPOCH_KEY + "/"
         metrics = {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)}
         if "epoch" not in metrics:
@@ -232,6 +242,7 @@ class StudySearch(OptunaSearch):
             error=error,
             duration=time.time() - self._started.get(trial_id, time.time()),
             framework=self._frameworks.get(trial_id),
+            injected=self._injected.get(trial_id, ()),
         )
 
     def _trial_id(self, number: int) -> int:

@@ -25,7 +25,7 @@ from tuner.study import record_attrs
 
 if TYPE_CHECKING:
     from tuner.objectives import Objective
-    from tuner.records import TrialRecord
+    from tuner.records import Injection, TrialRecord
     from tuner.tracking import Tracker
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "EPOCH_KEY",
     "RECORD_KEY",
     "FRAMEWORK_KEY",
+    "INJECTED_KEY",
     "TIME_ATTR",
     "metric_names",
     "worker_env",
@@ -44,6 +45,7 @@ __all__ = [
 NUMBER_KEY = "_regtuner_number"  # in the trial config: the Optuna trial number
 EPOCH_KEY = "regtuner_epoch"  # in an epoch result: that epoch's metrics
 FRAMEWORK_KEY = "regtuner_framework"  # in an epoch result: the model's framework
+INJECTED_KEY = "regtuner_injected"  # in the first epoch's result: what the adapter did, as JSON
 RECORD_KEY = "regtuner_record"  # in the last result: the whole record, as JSON
 TIME_ATTR = "epochs_done"  # ASHA's time axis; absent from the record result, so ASHA ignores it
 FLUSH_TIMEOUT = 30.0  # longest wait, at a trial's end, for its tracking to be sent
@@ -173,6 +175,8 @@ class RayReporter:
         payload[EPOCH_KEY] = {"epoch": epoch, **self._metrics}
         if "framework" in self.seen:
             payload[FRAMEWORK_KEY] = self.seen["framework"]
+        if "injected" in self.seen:
+            payload[INJECTED_KEY] = self.seen.pop("injected")
         try:
             self._report(payload)
         except SystemExit:
@@ -267,11 +271,15 @@ def trial_function(
         tracker.epoch_logged(number, epoch, metrics)
         reporter.epoch_metrics(epoch, metrics)
 
+    def on_injected(injected: list[Injection]) -> None:
+        seen["injected"] = json.dumps([[i.knob, i.applied, i.detail] for i in injected])
+
     _idle.clear()
     try:
         record = run_trial(
-            trial_ctx, number, params, reporter=reporter, on_epoch=on_epoch, trial_timeout=trial_timeout
-        ).record
+            trial_ctx, number, params, reporter=reporter, on_epoch=on_epoch, trial_timeout=trial_timeout,
+            on_injected=on_injected,
+        ).record  # fmt: skip
         tracker.trial_finished(record)
         tracker.flush(timeout=FLUSH_TIMEOUT)  # the trial's run is in the store before Tune hears it ended
     finally:

@@ -156,7 +156,8 @@ def _optimism_pairs(rows: list[dict], ours: list[str], peers: list[str]) -> list
             m1, m2 = statistics.fmean(mine), statistics.fmean(theirs)
             a1, a2 = statistics.fmean(map(abs, mine)), statistics.fmean(map(abs, theirs))
             out.append(
-                f"- Optimism, `{o}` vs `{p}` on the same {len(keys)} splits: mean {m1:+.4f} vs {m2:+.4f}, "
+                "- Validation-score optimism (val − test; `benchmarks.optimism` checks regtuner's report), "
+                f"`{o}` vs `{p}` on the same {len(keys)} splits: mean {m1:+.4f} vs {m2:+.4f}, "
                 f"mean |·| {a1:.4f} vs {a2:.4f}; smaller on {smaller}/{len(keys)} splits."
             )
     return out

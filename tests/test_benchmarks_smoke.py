@@ -50,3 +50,19 @@ def test_tiny_run_writes_rows_table_and_plot(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "| wine (accuracy) |" in table and "regtuner" in table and "linear" in table
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_optimism_audits_every_method_on_a_half_it_never_saw(tmp_path):
+    from benchmarks import optimism
+
+    split = TASKS["wine"].split(0)
+    a, b = optimism.halves(split, 0)
+    assert len(a.test[1]) + len(b.test[1]) == len(split.test[1])
+    assert not {x.tobytes() for x in a.test[0]} & {x.tobytes() for x in b.test[0]}
+    out = tmp_path / "optimism.json"
+    optimism.main(["--tasks", "wine", "--seeds", "1", "--trials", "2", "--epochs", "2", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["method"] for r in rows] == ["regtuner", "optuna_tpe"]
+    for r in rows:
+        assert 0.0 <= r["reported"] <= 1.0 and 0.0 <= r["audit"] <= 1.0
+    assert rows[1]["reported"] == rows[1]["validation"]  # the peer reports its validation score

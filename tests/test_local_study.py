@@ -163,3 +163,40 @@ def test_storage_is_sqlite_in_working_dir():
     con = sqlite3.connect(".regtuner/studies.db")
     assert ("here",) in con.execute("select study_name from studies").fetchall()
     assert np.isfinite(1.0)
+
+
+def _pruner_study(curves):
+    """An in-memory study with the product's pruner and one complete trial per curve (val loss per epoch)."""
+    from tuner.study import make_pruner
+
+    study = optuna.create_study(pruner=make_pruner(max_epochs=10, multi=False))
+    for curve in curves:
+        trial = study.ask()
+        for epoch, value in enumerate(curve):
+            trial.report(value, epoch)
+        study.tell(trial, min(curve))
+    return study
+
+
+def _pruned_at(study, curve):
+    trial = study.ask()
+    for epoch, value in enumerate(curve):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            return epoch
+    return None
+
+
+def test_pruner_stops_a_poor_trial_after_three_trials_and_the_warm_up():
+    good = [1.0 - 0.05 * e for e in range(10)]
+    study = _pruner_study([good, good, good])
+    assert _pruned_at(study, [2.0] * 10) == 2  # warm-up max(2, 10 // 10) = 2 epochs, then pruned
+
+
+def test_pruner_needs_three_trials_at_an_epoch_not_the_best_one_alone():
+    """Early stopping leaves late epochs to the best trial: a median of one would prune near-best trials."""
+    best = [1.0 - 0.05 * e for e in range(10)]
+    short = [1.0 - 0.04 * e for e in range(4)]  # stopped early
+    study = _pruner_study([best, short, short])
+    near_best = [v + 0.01 for v in best]
+    assert _pruned_at(study, near_best) is None

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from benchmarks.tasks import Split
 
-__all__ = ["model", "zero_arg_builder", "hp_builder", "loss_for"]
+__all__ = ["model", "loss_for"]
 
 
 def loss_for(split: Split) -> str:
@@ -57,21 +56,3 @@ def model(
     )
     net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(split))
     return net
-
-
-def zero_arg_builder(split: Split) -> Callable[[], Any]:
-    """``build_model()``: the plain model; regtuner injects dropout, L2, the LR and its schedule."""
-
-    def build_model() -> Any:
-        return model(split)
-
-    return build_model
-
-
-def hp_builder(split: Split) -> Callable[[Any], Any]:
-    """``build_model(hp)``: reads ``hp.dropout`` itself; the other knobs are injected."""
-
-    def build_model(hp: Any) -> Any:
-        return model(split, dropout=float(hp.dropout))
-
-    return build_model

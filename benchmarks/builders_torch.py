@@ -8,14 +8,13 @@ multiclass) or one value (regression).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from benchmarks.tasks import Split
 
-__all__ = ["model", "zero_arg_builder", "hp_builder"]
+__all__ = ["model"]
 
 
 def _drop(dropout: float | None) -> list[Any]:
@@ -54,21 +53,3 @@ class _ChannelsFirst(nn.Module):
 
     def forward(self, x: Any) -> Any:
         return x.transpose(1, 2)
-
-
-def zero_arg_builder(split: Split) -> Callable[[], Any]:
-    """``build_model()``: the plain model; regtuner injects dropout, L2, the LR and its schedule."""
-
-    def build_model() -> Any:
-        return model(split)
-
-    return build_model
-
-
-def hp_builder(split: Split) -> Callable[[Any], Any]:
-    """``build_model(hp)``: reads ``hp.dropout`` itself; the other knobs are injected."""
-
-    def build_model(hp: Any) -> Any:
-        return model(split, dropout=float(hp.dropout))
-
-    return build_model

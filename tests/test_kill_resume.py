@@ -41,6 +41,17 @@ def _mid_trial(storage: str) -> bool:
     return states.count(optuna.trial.TrialState.COMPLETE) >= 2 and optuna.trial.TrialState.RUNNING in states
 
 
+def _kill_mid_trial(proc: subprocess.Popen, storage: str, within: float) -> None:
+    """SIGKILL the study process once 2 trials are finished and a third is inside its epochs."""
+    deadline = time.monotonic() + within
+    while not _mid_trial(storage) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.3)  # inside the running trial (5 epochs x 0.3 s)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.parametrize(
     "tracking, worker",
     [
@@ -64,13 +75,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, monkeypatch, tracking, worker):
         [sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    deadline = time.monotonic() + 240
-    while not _mid_trial(storage) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(0.3)  # inside the running trial (5 epochs x 0.3 s)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_mid_trial(proc, storage, within=240)
     before = optuna.load_study(study_name="killme", storage=storage)
     finished = {t.number: t.value for t in before.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert len(finished) >= 2

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import optuna
@@ -16,7 +15,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from tests.test_kill_resume import _mid_trial  # noqa: E402
+from tests.test_kill_resume import _kill_mid_trial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,13 +77,7 @@ def test_sigkill_of_the_ray_driver_then_resume(tmp_path):
     )
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     try:
-        deadline = time.monotonic() + 300
-        while not _mid_trial(storage) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        time.sleep(0.3)  # inside the running trial (5 epochs x 0.3 s)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _kill_mid_trial(proc, storage, within=300)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import NumpyModel, blobs
+from tests.fakes import SPACE, NumpyModel, blobs
 from tests.mlflow_server import (
     MlflowServer,
     TcpProxy,
@@ -26,15 +26,6 @@ from tuner.adapters import base
 from tuner.cli import main
 from tuner.spool import SpoolFile, read_spool, spool_files
 from tuner.tracking import MlflowTracker, TrackingWarning
-
-SPACE = {
-    "knobs": {
-        "l2": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
-        "learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
-        "batch_size": [16, 32],
-        "patience": 3,
-    }
-}
 
 
 def split(runs: list[dict]) -> tuple[list[dict], dict[int, dict]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,26 @@ def builders(framework: str) -> Any:
     else:
         from benchmarks import builders_torch as mod
     return mod
+
+
+def zero_arg_builder(split: Split, framework: str) -> Callable[[], Any]:
+    """``build_model()``: the plain model; regtuner injects dropout, L2, the LR and its schedule."""
+    model = builders(framework).model
+
+    def build_model() -> Any:
+        return model(split)
+
+    return build_model
+
+
+def hp_builder(split: Split, framework: str) -> Callable[[Any], Any]:
+    """``build_model(hp)``: reads ``hp.dropout`` itself; the other knobs are injected."""
+    model = builders(framework).model
+
+    def build_model(hp: Any) -> Any:
+        return model(split, dropout=float(hp.dropout))
+
+    return build_model
 
 
 def _tune(
@@ -92,13 +112,13 @@ def regtuner_zero_arg(
     keep: dict[str, Any] | None = None,
 ) -> Row:
     """``tune(build_model, data)`` with the user's plain zero-argument builder (injection)."""
-    b = builders(framework).zero_arg_builder(split)
+    b = zero_arg_builder(split, framework)
     return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split), keep)
 
 
 def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """``tune(build_model, data)`` with a builder that reads ``hp.dropout``."""
-    b = builders(framework).hp_builder(split)
+    b = hp_builder(split, framework)
     return _tune(split, budget, seed, framework, b, "regtuner_hp", _space(split))
 
 
@@ -109,7 +129,7 @@ def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) ->
     import tuner.executors.local as local
 
     space = {"extends": _space(split), "knobs": {"patience": 0}}
-    b = builders(framework).zero_arg_builder(split)
+    b = zero_arg_builder(split, framework)
     with _patched(local, "make_pruner", lambda *a, **k: optuna.pruners.NopPruner()):
         return _tune(split, budget, seed, framework, b, "regtuner_noprune", space)
 
@@ -124,14 +144,14 @@ def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> 
         warmup = max(2, min(10, max_epochs // 5))
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup, interval_steps=1)
 
-    b = builders(framework).zero_arg_builder(split)
+    b = zero_arg_builder(split, framework)
     with _patched(local, "make_pruner", pruner):
         return _tune(split, budget, seed, framework, b, "regtuner_prune5", _space(split))
 
 
 def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: the task's preset with early-stopping patience 10 instead of its own (15 or 20)."""
-    b = builders(framework).zero_arg_builder(split)
+    b = zero_arg_builder(split, framework)
     space = {"extends": _space(split), "knobs": {"patience": 10}}
     return _tune(split, budget, seed, framework, b, "regtuner_pat10", space)
 
@@ -169,7 +189,7 @@ def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str
     prepared = prepare(split.data(framework), seed=seed)
     settings = FitSettings(task=prepared.task, max_epochs=budget.max_epochs, seed=seed)
     ctx = TrialContext.create(
-        builders(framework).zero_arg_builder(split),
+        zero_arg_builder(split, framework),
         prepared.train,
         prepared.validation,
         parse_objective("val_loss", prepared.task),

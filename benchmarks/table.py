@@ -118,6 +118,9 @@ def targets(rows: list[dict]) -> list[str]:
             out.append(
                 f"- `{ours}` reaches or beats HistGradientBoosting on {reach}/{len(tab)} tabular tasks."
             )
+    out += _paired(rows, [m for m in OURS if m in methods][:1], peers)
+    variants = [m for m in methods if m.startswith("regtuner_") and m not in OURS]
+    out += _paired(rows, variants, ["regtuner"] if "regtuner" in methods else [])
     out += _optimism_pairs(rows, [m for m in OURS if m in methods][:1], peers)
     if "regtuner" in methods and "regtuner_noprune" in methods:
         ep = defaultdict(list)
@@ -137,6 +140,25 @@ def targets(rows: list[dict]) -> list[str]:
                 f"- Pruning + early stopping: {a} vs {b} epochs over {len(pairs)} (task, seed) pairs, "
                 f"**{100 * (1 - a / b):.0f} % saved**; test metric difference (pruned − full) median "
                 f"{_med(d):+.4f}, range [{min(d):+.4f}, {max(d):+.4f}]."
+            )
+    return out
+
+
+def _paired(rows: list[dict], ours: list[str], peers: list[str]) -> list[str]:
+    """Test metric of ours minus each peer's on the same (task, seed) splits: the seeds' noise cancels."""
+    by = {(r["task"], r["seed"], r["method"]): r["test_metric"] for r in _ok(rows)}
+    out = []
+    for o in ours:
+        for p in peers:
+            d = [by[(t, s, o)] - by[(t, s, p)] for (t, s, m) in by if m == o and (t, s, p) in by]
+            if len(d) < 2:
+                continue
+            se = statistics.stdev(d) / len(d) ** 0.5
+            won, lost = sum(x > 1e-9 for x in d), sum(x < -1e-9 for x in d)
+            out.append(
+                f"- Paired test metric, `{o}` − `{p}` on the same {len(d)} (task, seed) splits: mean "
+                f"{statistics.fmean(d):+.4f} ± {se:.4f} (standard error); higher on {won}, lower on {lost}, "
+                f"equal on {len(d) - won - lost}."
             )
     return out
 

@@ -66,3 +66,21 @@ def test_optimism_audits_every_method_on_a_half_it_never_saw(tmp_path):
     for r in rows:
         assert 0.0 <= r["reported"] <= 1.0 and 0.0 <= r["audit"] <= 1.0
     assert rows[1]["reported"] == rows[1]["validation"]  # the peer reports its validation score
+
+
+def test_paired_comparison_counts_splits_where_ours_is_higher():
+    from benchmarks.table import targets
+
+    def row(task, method, seed, metric):
+        return {"task": task, "method": method, "seed": seed, "metric": "accuracy",
+                "test_metric": metric, "reported_val": metric, "error": None}  # fmt: skip
+
+    # Seeds differ by far more than the methods: medians per task tie, every pair favours ours.
+    rows = [row(t, "regtuner", s, 0.5 + 0.1 * s + 0.01) for t in ("a", "b") for s in range(3)]
+    rows += [row(t, "optuna_tpe", s, 0.5 + 0.1 * s) for t in ("a", "b") for s in range(3)]
+    rows.append(row("a", "optuna_tpe", 7, 0.9))  # a split ours lacks is not paired
+    paired = [line for line in targets(rows) if line.startswith("- Paired")]
+    assert paired == [
+        "- Paired test metric, `regtuner` − `optuna_tpe` on the same 6 (task, seed) splits: mean "
+        "+0.0100 ± 0.0000 (standard error); higher on 6, lower on 0, equal on 0."
+    ]

@@ -149,6 +149,23 @@ def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> 
         return _tune(split, budget, seed, framework, b, "regtuner_prune5", _space(split))
 
 
+def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: the user's model as written (no dropout, the least L2) as a second start point."""
+    from tuner.space import resolve
+
+    preset = resolve(_space(split))
+    plain = {
+        "dropout": 0.0,
+        "l2": preset.distributions["l2"].low,
+        "label_smoothing": 0.0,
+        "augmentation": "none",
+    }
+    start = [*preset.start_points, {**preset.start_points[0], **plain}]
+    space = {"extends": _space(split), "start": start}
+    b = zero_arg_builder(split, framework)
+    return _tune(split, budget, seed, framework, b, "regtuner_user_start", space)
+
+
 def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: the task's preset with early-stopping patience 10 instead of its own (15 or 20)."""
     b = zero_arg_builder(split, framework)

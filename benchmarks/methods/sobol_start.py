@@ -6,7 +6,7 @@ learning-rate range with probability 0.8**3 = 0.51. The first 2**k points of a s
 Sobol sequence put one point in each 1/2**k of every knob's range (categorical knobs too:
 Optuna's QMC sampler gives each one coordinate). ``regtuner_sobol_start`` runs ``tune()``
 with that design until TPE's own start-up count of trials has finished, then regtuner's TPE.
-Measured in benchmarks/README.md ("Start-up design"): no gain, so the product keeps TPE's.
+Measured in benchmarks/README.md ("Start-up points and design"): no gain, so the product keeps TPE's.
 """
 
 from __future__ import annotations

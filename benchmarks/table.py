@@ -43,8 +43,9 @@ def _med(values: list[float]) -> float:
 
 def _order(rows: list[dict]) -> tuple[list[str], list[str]]:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    present = {r["method"] for r in rows}
-    return tasks, [m for m in METHODS if m in present]
+    present = list(dict.fromkeys(r["method"] for r in rows))
+    # methods no longer registered (retired experiments) keep their columns, after the rest
+    return tasks, [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
 def main_table(rows: list[dict]) -> str:
@@ -144,13 +145,19 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
+def _split_pairs(rows: list[dict], ours: str, peer: str, value: Any) -> list[tuple[float, float]]:
+    """``value(row)`` of ours and of the peer on each (task, seed) split both have a row for."""
+    by = {(r["task"], r["seed"], r["method"]): r for r in _ok(rows) if value(r) is not None}
+    mine = [(r, by[(t, s, peer)]) for (t, s, m), r in by.items() if m == ours and (t, s, peer) in by]
+    return [(value(a), value(b)) for a, b in mine]
+
+
 def _paired(rows: list[dict], ours: list[str], peers: list[str]) -> list[str]:
     """Test metric of ours minus each peer's on the same (task, seed) splits: the seeds' noise cancels."""
-    by = {(r["task"], r["seed"], r["method"]): r["test_metric"] for r in _ok(rows)}
     out = []
     for o in ours:
         for p in peers:
-            d = [by[(t, s, o)] - by[(t, s, p)] for (t, s, m) in by if m == o and (t, s, p) in by]
+            d = [a - b for a, b in _split_pairs(rows, o, p, lambda r: r["test_metric"])]
             if len(d) < 2:
                 continue
             se = statistics.stdev(d) / len(d) ** 0.5
@@ -165,22 +172,24 @@ def _paired(rows: list[dict], ours: list[str], peers: list[str]) -> list[str]:
 
 def _optimism_pairs(rows: list[dict], ours: list[str], peers: list[str]) -> list[str]:
     """Optimism (reported validation − test) of ours vs each peer on the same (task, seed) splits."""
-    by = {(r["task"], r["seed"], r["method"]): r for r in _ok(rows) if r.get("reported_val") is not None}
+
+    def optimism(r: dict) -> float | None:
+        return None if r.get("reported_val") is None else r["reported_val"] - r["test_metric"]
+
     out = []
     for o in ours:
         for p in peers:
-            keys = [(t, s) for (t, s, m) in by if m == o and (t, s, p) in by]
-            if not keys:
+            pairs = _split_pairs(rows, o, p, optimism)
+            if not pairs:
                 continue
-            mine = [by[(t, s, o)]["reported_val"] - by[(t, s, o)]["test_metric"] for t, s in keys]
-            theirs = [by[(t, s, p)]["reported_val"] - by[(t, s, p)]["test_metric"] for t, s in keys]
-            smaller = sum(abs(a) < abs(b) for a, b in zip(mine, theirs))
+            mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+            smaller = sum(abs(a) < abs(b) for a, b in pairs)
             m1, m2 = statistics.fmean(mine), statistics.fmean(theirs)
             a1, a2 = statistics.fmean(map(abs, mine)), statistics.fmean(map(abs, theirs))
             out.append(
                 "- Validation-score optimism (val − test; `benchmarks.optimism` checks regtuner's report), "
-                f"`{o}` vs `{p}` on the same {len(keys)} splits: mean {m1:+.4f} vs {m2:+.4f}, "
-                f"mean |·| {a1:.4f} vs {a2:.4f}; smaller on {smaller}/{len(keys)} splits."
+                f"`{o}` vs `{p}` on the same {len(pairs)} splits: mean {m1:+.4f} vs {m2:+.4f}, "
+                f"mean |·| {a1:.4f} vs {a2:.4f}; smaller on {smaller}/{len(pairs)} splits."
             )
     return out
 

@@ -84,3 +84,12 @@ def test_paired_comparison_counts_splits_where_ours_is_higher():
         "- Paired test metric, `regtuner` − `optuna_tpe` on the same 6 (task, seed) splits: mean "
         "+0.0100 ± 0.0000 (standard error); higher on 6, lower on 0, equal on 0."
     ]
+
+
+def test_a_retired_experiment_keeps_its_column():
+    from benchmarks.table import main_table
+
+    rows = [{"task": "a", "method": m, "seed": 0, "metric": "accuracy", "test_metric": v, "error": None}
+            for m, v in (("regtuner_retired", 0.9), ("regtuner", 0.8))]  # fmt: skip
+    header = main_table(rows).splitlines()[0]
+    assert header == "| task (metric) | regtuner | regtuner_retired |"

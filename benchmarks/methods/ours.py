@@ -122,31 +122,38 @@ def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     return _tune(split, budget, seed, framework, b, "regtuner_hp", _space(split))
 
 
+def _variant(
+    split: Split, budget: Budget, seed: int, framework: str, name: str, space: Any = None, **factories: Any
+) -> Row:
+    """The zero-arg study under ``name``; ``factories`` replace the local executor's
+    ``make_sampler`` / ``make_pruner`` for this study only."""
+    import tuner.executors.local as local
+
+    with contextlib.ExitStack() as stack:
+        for attr, factory in factories.items():
+            stack.enter_context(_patched(local, attr, factory))
+        b = zero_arg_builder(split, framework)
+        return _tune(split, budget, seed, framework, b, name, space or _space(split))
+
+
 def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The zero-arg study with no pruner and no early stopping: every trial runs ``max_epochs``."""
     import optuna
 
-    import tuner.executors.local as local
-
     space = {"extends": _space(split), "knobs": {"patience": 0}}
-    b = zero_arg_builder(split, framework)
-    with _patched(local, "make_pruner", lambda *a, **k: optuna.pruners.NopPruner()):
-        return _tune(split, budget, seed, framework, b, "regtuner_noprune", space)
+    nop = lambda *a, **k: optuna.pruners.NopPruner()  # noqa: E731
+    return _variant(split, budget, seed, framework, "regtuner_noprune", space, make_pruner=nop)
 
 
 def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The pruner's defaults before the pruning benchmark: 5 start-up trials, ``max_epochs // 5`` warm-up."""
     import optuna
 
-    import tuner.executors.local as local
-
     def pruner(max_epochs: int, multi: bool) -> optuna.pruners.BasePruner:
         warmup = max(2, min(10, max_epochs // 5))
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup, interval_steps=1)
 
-    b = zero_arg_builder(split, framework)
-    with _patched(local, "make_pruner", pruner):
-        return _tune(split, budget, seed, framework, b, "regtuner_prune5", _space(split))
+    return _variant(split, budget, seed, framework, "regtuner_prune5", make_pruner=pruner)
 
 
 def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
@@ -154,23 +161,17 @@ def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str)
     from tuner.space import resolve
 
     preset = resolve(_space(split))
-    plain = {
-        "dropout": 0.0,
-        "l2": preset.distributions["l2"].low,
-        "label_smoothing": 0.0,
-        "augmentation": "none",
-    }
+    low_l2 = preset.distributions["l2"].low
+    plain = {"dropout": 0.0, "l2": low_l2, "label_smoothing": 0.0, "augmentation": "none"}
     start = [*preset.start_points, {**preset.start_points[0], **plain}]
     space = {"extends": _space(split), "start": start}
-    b = zero_arg_builder(split, framework)
-    return _tune(split, budget, seed, framework, b, "regtuner_user_start", space)
+    return _variant(split, budget, seed, framework, "regtuner_user_start", space)
 
 
 def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: the task's preset with early-stopping patience 10 instead of its own (15 or 20)."""
-    b = zero_arg_builder(split, framework)
     space = {"extends": _space(split), "knobs": {"patience": 10}}
-    return _tune(split, budget, seed, framework, b, "regtuner_pat10", space)
+    return _variant(split, budget, seed, framework, "regtuner_pat10", space)
 
 
 @contextlib.contextmanager

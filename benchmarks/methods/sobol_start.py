@@ -89,14 +89,11 @@ class SobolStartTPE(BaseSampler):
 
 def regtuner_sobol_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The ``regtuner`` study with :class:`SobolStartTPE` around regtuner's own TPE."""
-    import tuner.executors.local as local
-    from benchmarks.methods.ours import _patched, _space, _tune, zero_arg_builder
+    from benchmarks.methods.ours import _variant
     from tuner.study import make_sampler
 
     def sampler(seed: int, n_trials: int, offset: int = 0) -> BaseSampler:
         tpe = make_sampler(seed, n_trials, offset)
         return SobolStartTPE(tpe, tpe._n_startup_trials, seed + offset)
 
-    b = zero_arg_builder(split, framework)
-    with _patched(local, "make_sampler", sampler):
-        return _tune(split, budget, seed, framework, b, "regtuner_sobol_start", _space(split))
+    return _variant(split, budget, seed, framework, "regtuner_sobol_start", make_sampler=sampler)

@@ -93,3 +93,14 @@ def test_a_retired_experiment_keeps_its_column():
             for m, v in (("regtuner_retired", 0.9), ("regtuner", 0.8))]  # fmt: skip
     header = main_table(rows).splitlines()[0]
     assert header == "| task (metric) | regtuner | regtuner_retired |"
+
+
+def test_start_point_experiments_change_only_the_named_values():
+    from benchmarks.methods.ours import start_space
+    from tuner.space import resolve
+
+    base = resolve("small_data").start_points[0]
+    changed = resolve(start_space("small_data", dropout=0.2, learning_rate=3e-3))
+    assert changed.start_points == [{**base, "dropout": 0.2, "learning_rate": 3e-3}]
+    assert changed.distributions == resolve("small_data").distributions
+    assert resolve(start_space("small_data")).start_points == []

@@ -165,11 +165,11 @@ def test_storage_is_sqlite_in_working_dir():
     assert np.isfinite(1.0)
 
 
-def _pruner_study(curves):
+def _pruner_study(curves, n_trials=20):
     """An in-memory study with the product's pruner and one complete trial per curve (val loss per epoch)."""
     from tuner.study import make_pruner
 
-    study = optuna.create_study(pruner=make_pruner(max_epochs=10, multi=False))
+    study = optuna.create_study(pruner=make_pruner(max_epochs=10, multi=False, n_trials=n_trials))
     for curve in curves:
         trial = study.ask()
         for epoch, value in enumerate(curve):
@@ -191,6 +191,13 @@ def test_pruner_stops_a_poor_trial_after_three_trials_and_the_warm_up():
     good = [1.0 - 0.05 * e for e in range(10)]
     study = _pruner_study([good, good, good])
     assert _pruned_at(study, [2.0] * 10) == 2  # warm-up max(2, 10 // 10) = 2 epochs, then pruned
+
+
+def test_a_study_of_fewer_than_ten_trials_is_not_pruned():
+    """A median of 3 trials would stop half of a 6-trial study, and the epochs saved buy no trial."""
+    good = [1.0 - 0.05 * e for e in range(10)]
+    assert _pruned_at(_pruner_study([good] * 3, n_trials=9), [2.0] * 10) is None
+    assert _pruned_at(_pruner_study([good] * 3, n_trials=10), [2.0] * 10) == 2
 
 
 def test_pruner_needs_three_trials_at_an_epoch_not_the_best_one_alone():

@@ -67,6 +67,15 @@ def test_ray_executor_checks_its_settings(options, message):
         get_executor("ray", **options)
 
 
+def test_auto_scheduler_stops_trials_early_only_where_the_local_pruner_would():
+    from tuner.executors.ray import uses_asha
+    from tuner.study import MIN_TRIALS_TO_PRUNE as N
+
+    assert [uses_asha("auto", n, False) for n in (N - 1, N, 100)] == [False, True, True]
+    assert not uses_asha("auto", 100, True) and not uses_asha("asha", 100, True)  # Pareto: never
+    assert uses_asha("asha", 2, False) and not uses_asha("fifo", 100, False)  # the user's choice
+
+
 def test_resources_defaults_and_aliases():
     assert parse_resources(None) == {"cpu": 1.0, "gpu": 0.0}
     assert parse_resources({"CPUs": 2, "GPU": 0.25, "accel": 1}) == {"cpu": 2.0, "gpu": 0.25, "accel": 1.0}
@@ -279,8 +288,9 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapt
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # one at a time: the sampler and ASHA see the same order every run
     space = {"knobs": {**NUMPY_SPACE["knobs"], "l2": 1e-6}}  # injected into every trial's model
+    asha = {"scheduler": "asha"}  # "auto" would not stop trials in a study of 7
     result = ray_tune(uneven_model, n_trials=7, max_epochs=6, max_concurrent_trials=1, tracking=uri,
-                      experiment="ray-nesting", space=space)  # fmt: skip
+                      experiment="ray-nesting", space=space, executor_options=asha)  # fmt: skip
     states = {r.number: r.state for r in result.records}
     assert len(states) == 7 and "pruned" in states.values() and "complete" in states.values()
     pruned = [r for r in result.records if r.state == "pruned"]

@@ -19,7 +19,15 @@ from typing import Any
 from benchmarks.methods import Budget, Row
 from benchmarks.tasks import Split
 
-__all__ = ["regtuner_zero_arg", "regtuner_hp", "regtuner_noprune", "untuned", "textbook", "builders"]
+__all__ = [
+    "regtuner_zero_arg",
+    "regtuner_hp",
+    "regtuner_noprune",
+    "untuned",
+    "textbook",
+    "builders",
+    "start_space",
+]
 
 
 def builders(framework: str) -> Any:
@@ -145,6 +153,14 @@ def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) ->
     return _variant(split, budget, seed, framework, "regtuner_noprune", space, make_pruner=nop)
 
 
+def regtuner_nopruner(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: no pruner; early stopping as the preset sets it."""
+    import optuna
+
+    nop = lambda *a, **k: optuna.pruners.NopPruner()  # noqa: E731
+    return _variant(split, budget, seed, framework, "regtuner_nopruner", make_pruner=nop)
+
+
 def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The pruner's defaults before the pruning benchmark: 5 start-up trials, ``max_epochs // 5`` warm-up."""
     import optuna
@@ -168,10 +184,61 @@ def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str)
     return _variant(split, budget, seed, framework, "regtuner_user_start", space)
 
 
+def start_space(preset: str, **values: Any) -> dict[str, Any]:
+    """``preset`` with its start point changed to ``values`` (no values: no start point)."""
+    from tuner.space import resolve
+
+    starts = resolve(preset).start_points
+    return {"extends": preset, "start": [{**starts[0], **values}] if values else []}
+
+
+def _start_variant(split: Split, budget: Budget, seed: int, framework: str, name: str, **values: Any) -> Row:
+    return _variant(split, budget, seed, framework, name, start_space(_space(split), **values))
+
+
+def regtuner_start_d02(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: the start point with dropout 0.2 instead of 0.5."""
+    return _start_variant(split, budget, seed, framework, "regtuner_start_d02", dropout=0.2)
+
+
+def regtuner_start_fast(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: the start point with dropout 0.2, L2 1e-5 and learning rate 3e-3."""
+    values = {"dropout": 0.2, "l2": 1e-5, "learning_rate": 3e-3}
+    return _start_variant(split, budget, seed, framework, "regtuner_start_fast", **values)
+
+
+def regtuner_no_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: no start point; every start-up trial is sampled."""
+    return _start_variant(split, budget, seed, framework, "regtuner_no_start")
+
+
 def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: the task's preset with early-stopping patience 10 instead of its own (15 or 20)."""
     space = {"extends": _space(split), "knobs": {"patience": 10}}
     return _variant(split, budget, seed, framework, "regtuner_pat10", space)
+
+
+def regtuner_smooth_select(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: choose the trial by its objective averaged over the best epoch and its two
+    neighbours, not at the best epoch alone (the minimum of a noisy curve flatters lucky trials)."""
+    import tuner.evaluation as evaluation
+
+    plain = evaluation._choose
+
+    def smoothed(study: Any, complete: list, obj: Any) -> Any:
+        if obj.is_multi:
+            return plain(study, complete, obj)
+
+        def key(record: Any) -> float:
+            b = record.best_epoch
+            near = record.epochs[max(0, b - 1) : b + 2]
+            return sum(obj.values(m)[0] for m in near) / len(near)
+
+        pick = min if obj.directions[0] == "minimize" else max
+        return pick(complete, key=key), None
+
+    with _patched(evaluation, "_choose", smoothed):
+        return _variant(split, budget, seed, framework, "regtuner_smooth_select")
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ class LocalExecutor(Executor):
             resume=job.resume,
             explicit_name=job.explicit_name,
             sampler=None,
-            pruner=make_pruner(job.ctx.settings.max_epochs, job.ctx.objective.is_multi),
+            pruner=make_pruner(job.ctx.settings.max_epochs, job.ctx.objective.is_multi, job.n_trials),
             attrs=job.study_attrs,
         )
         done = finished_count(study)

@@ -2,8 +2,9 @@
 
 ``tune(..., executor="ray")`` runs a Ray Tune ``Tuner`` whose searcher is ``OptunaSearch`` (the same
 seeded TPE sampler and the same space as the local executor, working on the same Optuna storage) and
-whose scheduler is ASHA, fed by the per-epoch reports of :func:`tuner.runner.run_trial`. Each trial
-runs in a Ray actor; actors are reused between trials, so TensorFlow or torch load once per worker.
+whose scheduler is ASHA (in studies of 10 trials or more), fed by the per-epoch reports of
+:func:`tuner.runner.run_trial`. Each trial runs in a Ray actor; actors are reused between trials,
+so TensorFlow or torch load once per worker.
 
 Failure policy: an exception in the builder or in training fails that trial at once (it is
 deterministic: a retry would fail the same way). A worker *process* that dies mid-trial (killed, out
@@ -26,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 from tuner.executors.base import Executor, StudyJob
-from tuner.study import finished_count, make_sampler, open_study, warmup_epochs
+from tuner.study import finished_count, make_sampler, open_study, prunes, warmup_epochs
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["RayExecutor"]
+__all__ = ["RayExecutor", "uses_asha"]
 
 log = logging.getLogger("tuner")
 
@@ -49,10 +50,20 @@ _TUNE_ENV = {
 _QUIET_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
 
 
+def uses_asha(scheduler: str, n_trials: int, multi: bool) -> bool:
+    """Whether a study stops trials early with ASHA: never for Pareto searches; ``"auto"`` where the
+    local executor would prune (:func:`tuner.study.prunes`)."""
+    if multi:
+        return False
+    return prunes(n_trials, multi) if scheduler == "auto" else scheduler == "asha"
+
+
 class RayExecutor(Executor):
     """Trials on Ray: ``resources_per_trial`` (``{"cpu": 2, "gpu": 0.5}``), ``max_concurrent_trials``
     (None: as many as the cluster's nodes hold when the study starts), ``ray_address`` (None,
-    ``"auto"`` or ``ray://host:port``), ``max_failures`` (retries of a trial whose worker died)."""
+    ``"auto"`` or ``ray://host:port``), ``max_failures`` (retries of a trial whose worker died),
+    ``scheduler`` (``"auto"``: ASHA where the local executor would prune, see
+    :func:`tuner.study.prunes`, else FIFO; ``"asha"`` or ``"fifo"`` to choose)."""
 
     name = "ray"
 
@@ -62,7 +73,7 @@ class RayExecutor(Executor):
         max_concurrent_trials: int | None = None,
         ray_address: str | None = None,
         max_failures: int = 0,
-        scheduler: str = "asha",
+        scheduler: str = "auto",
     ) -> None:
         from tuner.executors._ray_cluster import parse_resources
 
@@ -88,8 +99,8 @@ class RayExecutor(Executor):
                 "itself: pass 'auto' on a cluster node, 'HOST:6379', or 'ray://HOST:10001'. To send the "
                 "study to the cluster use `regtuner submit spec.yaml --address http://HEAD:8265`."
             )
-        if scheduler not in ("asha", "fifo"):
-            raise ConfigError(f"scheduler must be 'asha' or 'fifo', got {scheduler!r}.")
+        if scheduler not in ("auto", "asha", "fifo"):
+            raise ConfigError(f"scheduler must be 'auto', 'asha' or 'fifo', got {scheduler!r}.")
         self.max_concurrent_trials = max_concurrent_trials
         self.address = ray_address.strip() if ray_address else None
         self.max_failures = max_failures
@@ -174,7 +185,7 @@ class RayExecutor(Executor):
             sink=sink,
         )
         max_epochs = job.ctx.settings.max_epochs
-        if self.scheduler == "asha" and not objective.is_multi:
+        if uses_asha(self.scheduler, job.n_trials, objective.is_multi):
             scheduler: Any = ASHAScheduler(
                 time_attr=TIME_ATTR,
                 metric=metric_names(objective)[0],

@@ -48,7 +48,7 @@ def measure(n_trials: int, epochs: int, storage: str, window: int = 100) -> dict
         study = optuna.create_study(
             storage=url,
             sampler=make_sampler(0, n_trials),
-            pruner=make_pruner(epochs, False),
+            pruner=make_pruner(epochs, False, n_trials),
             study_name="scale",
         )
         for point in space.start_points:

@@ -104,3 +104,10 @@ def test_start_point_experiments_change_only_the_named_values():
     assert changed.start_points == [{**base, "dropout": 0.2, "learning_rate": 3e-3}]
     assert changed.distributions == resolve("small_data").distributions
     assert resolve(start_space("small_data")).start_points == []
+
+
+def test_scale_benchmark_runs_the_products_sampler_and_pruner():
+    """The scale script drives tuner.study's factories: a study of 12 trials prunes, one of 9 does not."""
+    from benchmarks.scale import measure
+
+    assert measure(9, 5, "memory")["pruned"] == 0 and measure(12, 5, "memory")["pruned"] > 0

@@ -165,7 +165,7 @@ def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> 
     """The pruner's defaults before the pruning benchmark: 5 start-up trials, ``max_epochs // 5`` warm-up."""
     import optuna
 
-    def pruner(max_epochs: int, multi: bool) -> optuna.pruners.BasePruner:
+    def pruner(max_epochs: int, multi: bool, n_trials: int) -> optuna.pruners.BasePruner:
         warmup = max(2, min(10, max_epochs // 5))
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup, interval_steps=1)
 

@@ -146,19 +146,19 @@ def _variant(
 
 def regtuner_noprune(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The zero-arg study with no pruner and no early stopping: every trial runs ``max_epochs``."""
-    import optuna
-
     space = {"extends": _space(split), "knobs": {"patience": 0}}
-    nop = lambda *a, **k: optuna.pruners.NopPruner()  # noqa: E731
-    return _variant(split, budget, seed, framework, "regtuner_noprune", space, make_pruner=nop)
+    return _variant(split, budget, seed, framework, "regtuner_noprune", space, make_pruner=_no_pruner)
 
 
 def regtuner_nopruner(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: no pruner; early stopping as the preset sets it."""
+    return _variant(split, budget, seed, framework, "regtuner_nopruner", make_pruner=_no_pruner)
+
+
+def _no_pruner(max_epochs: int, multi: bool, n_trials: int) -> Any:
     import optuna
 
-    nop = lambda *a, **k: optuna.pruners.NopPruner()  # noqa: E731
-    return _variant(split, budget, seed, framework, "regtuner_nopruner", make_pruner=nop)
+    return optuna.pruners.NopPruner()
 
 
 def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:

@@ -53,9 +53,9 @@ _QUIET_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
 def uses_asha(scheduler: str, n_trials: int, multi: bool) -> bool:
     """Whether a study stops trials early with ASHA: never for Pareto searches; ``"auto"`` where the
     local executor would prune (:func:`tuner.study.prunes`)."""
-    if multi:
-        return False
-    return prunes(n_trials, multi) if scheduler == "auto" else scheduler == "asha"
+    if scheduler == "auto":
+        return prunes(n_trials, multi)
+    return scheduler == "asha" and not multi
 
 
 class RayExecutor(Executor):

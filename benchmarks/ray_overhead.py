@@ -107,6 +107,8 @@ def main() -> None:
 
     import ray
 
+    from tuner import RayExecutor
+
     data = make_data(args.rows)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -116,9 +118,9 @@ def main() -> None:
     first: list[float] = []
     studies = {
         "local": {},
-        "ray": {"executor": "ray", "max_concurrent_trials": 1, "resources_per_trial": {"cpu": 2}},
-        "one": {"executor": "ray", "max_concurrent_trials": 1, "resources_per_trial": {"cpu": 1}},
-        "two": {"executor": "ray", "max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}},
+        "ray": {"executor": RayExecutor(max_concurrent_trials=1, resources_per_trial={"cpu": 2})},
+        "one": {"executor": RayExecutor(max_concurrent_trials=1, resources_per_trial={"cpu": 1})},
+        "two": {"executor": RayExecutor(max_concurrent_trials=2, resources_per_trial={"cpu": 1})},
     }
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         for round_ in range(args.repeats):

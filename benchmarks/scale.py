@@ -1,7 +1,7 @@
 """How the study machinery's cost grows with the number of trials, without any training.
 
-Runs regtuner's own sampler (:func:`tuner.study.make_sampler`: multivariate TPE, constant liar)
-and pruner (:func:`tuner.study.make_pruner`) on the ``default`` preset's space for a tabular
+Runs regtuner's own sampler (:func:`tuner.study.search.make_sampler`: multivariate TPE, constant liar)
+and pruner (:func:`tuner.study.search.make_pruner`) on the ``default`` preset's space for a tabular
 classification task, with a synthetic objective (a smooth function of the knobs plus noise) and
 ``--epochs`` pruning reports per trial, in Optuna's SQLite storage (what ``tune()`` uses) and in
 memory. Reports the time per trial (ask + sample + reports + tell) in windows of 100 trials, so
@@ -35,8 +35,8 @@ def measure(n_trials: int, epochs: int, storage: str, window: int = 100) -> dict
     import optuna
 
     from tuner.records import TaskInfo
-    from tuner.space import resolve
-    from tuner.study import make_pruner, make_sampler
+    from tuner.space.searchspace import resolve
+    from tuner.study.search import make_pruner, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = resolve("default").for_task(

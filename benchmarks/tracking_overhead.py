@@ -67,7 +67,7 @@ def _builder(model: str):
 
 def _instrument() -> collections.Counter:
     """Time spent by the calling thread inside each MlflowTracker method."""
-    from tuner.tracking_mlflow import MlflowTracker
+    from tuner.tracking.mlflow_tracker import MlflowTracker
 
     spent: collections.Counter = collections.Counter()
     for name in TRACKER_METHODS:
@@ -94,7 +94,7 @@ def _instrument() -> collections.Counter:
 
     MlflowTracker.run_id = property(run_id)
     try:  # the report files (plots, HTML) are drawn only to be logged to the study run
-        import tuner.report as report
+        import tuner.insight.report as report
 
         draw = report.write_files
 

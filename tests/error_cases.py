@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tests.fakes import NumpyModel, blobs
-from tuner import lr_range_test, tune
+from tuner import RayExecutor, lr_range_test, tune
 
 CASES: dict[str, Callable[[], Any]] = {}
 
@@ -186,27 +186,18 @@ def _nothing_to_tune() -> Any:
 
 # -- executors (E7xx) ------------------------------------------------------------------------------
 add("E701", lambda: run(executor="dask"))
-add("E702", lambda: run(resources_per_trial={"cpu": 2}))
-add("E704", lambda: run(executor="ray", resources_per_trial=[2]))
-add("E705", lambda: run(executor="ray", resources_per_trial={"cpu": "2"}))
-add("E706", lambda: run(executor="ray", resources_per_trial={"gpu": -1}))
-add("E707", lambda: run(executor="ray", resources_per_trial={"gpu": 1.5}))
-add("E708", lambda: run(executor="ray", resources_per_trial={"cpu": 0}))
-add("E709", lambda: run(executor="ray", max_concurrent_trials=0))
-add("E710", lambda: run(executor="ray", max_failures=-1))
-add("E711", lambda: run(executor="ray", ray_address=" "))
-add("E712", lambda: run(executor="ray", ray_address="http://head:8265"))
-add("E713", lambda: run(executor_options=["ray"]))
-add("E714", lambda: run(executor="ray", executor_options={"scheduler": "hyperband"}))
+add("E704", lambda: run(executor=RayExecutor(resources_per_trial=[2])))
+add("E705", lambda: run(executor=RayExecutor(resources_per_trial={"cpu": "2"})))
+add("E706", lambda: run(executor=RayExecutor(resources_per_trial={"gpu": -1})))
+add("E707", lambda: run(executor=RayExecutor(resources_per_trial={"gpu": 1.5})))
+add("E708", lambda: run(executor=RayExecutor(resources_per_trial={"cpu": 0})))
+add("E709", lambda: run(executor=RayExecutor(max_concurrent_trials=0)))
+add("E710", lambda: run(executor=RayExecutor(max_failures=-1)))
+add("E711", lambda: run(executor=RayExecutor(address=" ")))
+add("E712", lambda: run(executor=RayExecutor(address="http://head:8265")))
+add("E714", lambda: run(executor=RayExecutor(scheduler="hyperband")))
 add("E715", lambda: _torch_run(lambda nn: nn.Sequential(nn.Linear(5, 3)), device="tpu"))
 add("E716", lambda: _torch_run(lambda nn: nn.Sequential(nn.Linear(5, 3)), device="cuda"))
-
-
-@case("E703")
-def _options_with_an_instance() -> Any:
-    from tuner.executors.local import LocalExecutor
-
-    return run(executor=LocalExecutor(), executor_options={"workers": 2})
 
 
 # -- tracking (E6xx) -------------------------------------------------------------------------------
@@ -260,7 +251,7 @@ def _study_run_by_another_process() -> Any:
 
     import optuna
 
-    from tuner.study_owner import OWNER_ATTR, _start_time
+    from tuner.study.owner import OWNER_ATTR, _start_time
 
     # a live process of this machine is recorded as the study's owner, as a running study records itself
     other = subprocess.Popen(["sleep", "120"])

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.error_cases import CASES, case
-from tuner.cli import main
-from tuner.jobs import load_spec, parse_spec
-from tuner.space import resolve
+from tuner.cli.main import main
+from tuner.cli.spec import load_spec, parse_spec
+from tuner.space.searchspace import resolve
 
 
 def add(ident: str, fn: Any) -> None:

@@ -1,4 +1,6 @@
-"""A tiny numpy model and adapter for fast orchestration tests (no ML framework)."""
+"""A tiny numpy model and adapter for fast orchestration tests (no ML framework), and ``Hooks``:
+the fake epoch hooks the adapter tests of the real frameworks pass to ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import time
 import numpy as np
 
 from tuner.adapters.base import Adapter
-from tuner.errors import ModelError
+from tuner.errors import ModelError, TrialPruned
 from tuner.records import Injection
 
 #: how long a ``hang_at`` model sleeps: long enough to be a hang for any trial_timeout test
@@ -111,3 +113,48 @@ def blobs(n=300, k=3, d=5, seed=0):
     centers = rng.normal(0, 2, (k, d))
     X = (centers[y] + rng.normal(0, 1.5, (n, d))).astype(np.float32)
     return X, y
+
+
+class Hooks:
+    """A minimal stand-in for the runner's EpochMonitor, for the tests of a real framework's adapter.
+
+    It records the calls (``events``), the rate the framework's optimizer holds at each epoch's end
+    (``seen_lr``), the batch losses, and the predictions on ``X`` when given; it stops after epoch
+    ``stop_after`` and raises TrialPruned at epoch ``raise_at``.
+    """
+
+    def __init__(self, ad, max_epochs=3, lr=lambda e: 0.01, stop_after=None, raise_at=None, X=None):
+        self.ad, self.max_epochs, self.lr = ad, max_epochs, lr
+        self.stop_after, self.raise_at, self.X = stop_after, raise_at, X
+        self.events, self.seen_lr, self.batch_losses, self.preds = [], [], [], []
+
+    @property
+    def ends(self):
+        """How many epochs ended."""
+        return sum(kind == "end" for kind, _ in self.events)
+
+    def learning_rate(self, epoch):
+        self.events.append(("begin", epoch))
+        return self.lr(epoch)
+
+    def batch_loss(self, value):
+        self.batch_losses.append(value)
+
+    def epoch_end(self, epoch):
+        self.events.append(("end", epoch))
+        self.seen_lr.append(optimizer_lr(self.ad))
+        if self.X is not None:
+            self.preds.append(self.ad.predict(self.X))
+        if self.raise_at == epoch:
+            raise TrialPruned("pruned by the fake hooks")
+        return self.stop_after is not None and epoch >= self.stop_after
+
+
+def optimizer_lr(ad):
+    """The learning rate the adapter's optimizer holds now; None for a scikit-learn model without one."""
+    if ad.framework == "keras":
+        return float(np.asarray(ad.model.optimizer.learning_rate))
+    if ad.framework == "torch":
+        return ad.optimizer.param_groups[0]["lr"]
+    opt = getattr(ad._final, "_optimizer", None)  # scikit-learn: the MLPs' SGD/Adam only
+    return None if opt is None else opt.learning_rate_init

@@ -6,6 +6,8 @@ extend the numpy fake adapter of ``tests/fakes.py`` (fast, no framework).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from tests.fakes import NumpyAdapter, NumpyModel
@@ -30,6 +32,18 @@ def install(monkeypatch) -> None:
 
     monkeypatch.setattr(base, "ADAPTERS", [*ADAPTERS, *base.ADAPTERS])
     PlantedModel.log = []
+
+
+@contextlib.contextmanager
+def installed():
+    """The planted adapters first for a block: for module-scoped fixtures, which have no monkeypatch."""
+    from tuner.adapters import base
+
+    base.ADAPTERS[:0] = ADAPTERS
+    try:
+        yield
+    finally:
+        del base.ADAPTERS[: len(ADAPTERS)]
 
 
 class PlantedModel(NumpyModel):

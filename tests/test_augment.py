@@ -26,7 +26,7 @@ def test_every_name_applies_to_some_input_kind():
 
 
 def test_names_agree_with_the_knob_catalogue():
-    knobs = pytest.importorskip("tuner.knobs")
+    knobs = pytest.importorskip("tuner.space.knobs")
     assert {k: set(v) for k, v in augment.BY_INPUT.items()} == {
         k: set(v) for k, v in knobs.AUGMENTATIONS_BY_INPUT.items()
     }

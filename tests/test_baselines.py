@@ -12,15 +12,17 @@ from threadpoolctl import threadpool_limits
 
 from tests import planted as P
 from tuner import tune
-from tuner.baselines import NAMES, textbook_params
-from tuner.data import prepare
+from tuner.data.prepare import prepare
+from tuner.insight.baselines import NAMES, textbook_params
 
 SPACE = P.SPACE
 
 
+pytestmark = pytest.mark.usefixtures("planted_adapters")  # conftest.py
+
+
 @pytest.fixture(autouse=True)
-def planted_adapters(monkeypatch):
-    P.install(monkeypatch)
+def one_thread():
     with threadpool_limits(limits=1):  # the reference fits below, like the baselines, on one thread
         yield
 
@@ -91,6 +93,7 @@ def test_regression_baselines():
     assert b["boosting"].ok and "r2" in b["boosting"].test
 
 
+@pytest.mark.slow
 def test_baselines_switch_off_and_a_failing_one_never_stops_the_study():
     X, y = P.blobs(n=200)
     assert run(lambda: P.PlantedModel(5, 3), (X, y), baselines=False).baselines == []
@@ -107,6 +110,7 @@ def test_baselines_switch_off_and_a_failing_one_never_stops_the_study():
     assert "untuned" in r.report() and "failed" in r.report()
 
 
+@pytest.mark.slow
 def test_cv_baselines_use_the_same_folds():
     X, y = P.blobs(n=300, spread=2.5)
     r = run(lambda: P.PlantedModel(5, 3), (X, y), cv=3)
@@ -122,6 +126,7 @@ def test_cv_baselines_use_the_same_folds():
     assert b["untuned"].record.user_attrs["cv"]["k"] == 3
 
 
+@pytest.mark.slow
 def test_keras_baselines_and_the_kept_model_survive_each_other():
     """Real Keras: the textbook recipe is injected, the untuned model is not, and the chosen model
     (refit after the baselines released their Keras state) still predicts what was scored."""

@@ -97,7 +97,7 @@ def test_a_retired_experiment_keeps_its_column():
 
 def test_start_point_experiments_change_only_the_named_values():
     from benchmarks.methods.ours import start_space
-    from tuner.space import resolve
+    from tuner.space.searchspace import resolve
 
     base = resolve("small_data").start_points[0]
     changed = resolve(start_space("small_data", dropout=0.2, learning_rate=3e-3))
@@ -107,7 +107,7 @@ def test_start_point_experiments_change_only_the_named_values():
 
 
 def test_scale_benchmark_runs_the_products_sampler_and_pruner():
-    """The scale script drives tuner.study's factories: a study of 12 trials prunes, one of 9 does not."""
+    """The scale script drives the study's factories: a study of 12 trials prunes, one of 9 does not."""
     from benchmarks.scale import measure
 
     assert measure(9, 5, "memory")["pruned"] == 0 and measure(12, 5, "memory")["pruned"] > 0

@@ -9,8 +9,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from benchmarks.methods.sobol_start import SobolStartTPE
-from tuner.space import resolve
-from tuner.study import make_sampler
+from tuner.space.searchspace import resolve
+from tuner.study.search import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

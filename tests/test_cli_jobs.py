@@ -20,10 +20,11 @@ import yaml
 
 from tests.mlflow_server import find_runs, tags_of  # the mlflow_server fixture comes from conftest.py
 from tests.ray_head import RayHead
-from tuner.cli import main
-from tuner.executors._ray_cluster import _token_mode
+from tuner.cli.main import main
+from tuner.executors.ray.cluster import _token_mode
 
 pytest.importorskip("ray.job_submission")
+pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -147,19 +148,17 @@ def test_unknown_jobs_and_unreachable_heads_exit_2(client, tmp_path, capsys):
     assert "cannot reach the Ray dashboard" in capsys.readouterr().err
 
 
-def test_ray_client_with_a_local_study_storage_is_refused(client, monkeypatch):
+def test_ray_client_with_a_local_study_storage_is_refused(client, no_ray, numpy_adapter):
     """Through ray:// Tune's driver runs on the head, which cannot write this machine's SQLite file."""
     from tests.fakes import blobs
     from tests.test_ray_executor import NUMPY_SPACE, QUIET, numpy_model
-    from tuner import tune
-    from tuner.adapters import base
+    from tuner import RayExecutor, tune
     from tuner.errors import ConfigError
 
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
     for attempt in range(2):  # Ray's client server sometimes fails to start a session under load
         with pytest.raises(ConfigError) as refused:
-            tune(numpy_model, blobs(n=200), space=NUMPY_SPACE, n_trials=2, max_epochs=2, executor="ray",
-                 ray_address=client.client_address, **QUIET)  # fmt: skip
+            tune(numpy_model, blobs(n=200), space=NUMPY_SPACE, n_trials=2, max_epochs=2,
+                 executor=RayExecutor(address=client.client_address), **QUIET)  # fmt: skip
         if "could not connect" not in str(refused.value) or attempt == 1:
             break
     assert "ray:// address the Tune driver runs on the cluster's head" in str(refused.value)

@@ -21,8 +21,9 @@ import pytest
 from tests.fakes import NumpyModel, blobs
 from tests.mlflow_server import find_runs, metric_history, params_of, tags_of
 from tuner import tune
-from tuner.adapters import base
 from tuner.errors import ConfigError
+
+pytestmark = pytest.mark.slow  # studies in subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {
@@ -114,8 +115,7 @@ def _running(storage: str, name: str) -> bool:
     return any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
 
 
-def test_a_second_process_on_the_same_study_is_refused_while_the_first_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+def test_a_second_process_on_the_same_study_is_refused_while_the_first_runs(tmp_path, numpy_adapter):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     first = start(tmp_path, "one", 12, 0.1)
     deadline = time.monotonic() + 120

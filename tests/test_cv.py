@@ -10,18 +10,17 @@ from sklearn.model_selection import StratifiedKFold
 from tests import planted as P
 from tuner import tune
 from tuner.adapters.base import FitSettings
-from tuner.cv import refit_epochs, run_folds
-from tuner.data import prepare
+from tuner.data.prepare import prepare
 from tuner.errors import ConfigError, DataError
-from tuner.objectives import parse_objective
-from tuner.runner import TrialContext, run_trial
+from tuner.trial.dispatch import run_trial
+from tuner.trial.folds import refit_epochs, run_folds
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import TrialContext
 
 SPACE = P.SPACE
 
 
-@pytest.fixture(autouse=True)
-def planted_adapters(monkeypatch):
-    P.install(monkeypatch)
+pytestmark = pytest.mark.usefixtures("planted_adapters")  # conftest.py
 
 
 def run(builder, data, **kw):

@@ -1,4 +1,4 @@
-"""Tests of tuner.data.prepare: task inference, splits, folds, fingerprints, leakage, errors."""
+"""Tests of tuner.data.prepare.prepare: task inference, splits, folds, fingerprints, leakage, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.data import PreparedData, prepare
+from tuner.data.prepare import PreparedData, prepare
 from tuner.errors import ConfigError, DataError
 
 
@@ -394,7 +394,7 @@ def test_group_split_losing_a_class_is_reported():
 
 def test_import_is_light():
     code = (
-        "import sys, tuner; before = set(sys.modules); import tuner.data; "
+        "import sys, tuner; before = set(sys.modules); import tuner.data.prepare; "
         "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
         "print(sorted(new & {'sklearn', 'pandas', 'torch', 'tensorflow', 'keras'}))"
     )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # two real studies in fresh processes per test
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """

@@ -9,15 +9,12 @@ import pytest
 
 from tests import planted as P
 from tuner import tune
-from tuner.adapters import base
-from tuner.diagnostics import KINDS, Finding
+from tuner.insight.diagnostics import KINDS, Finding
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
-
-@pytest.fixture(autouse=True)
-def planted_adapters(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [*P.ADAPTERS, *base.ADAPTERS])
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+    pytest.mark.usefixtures("planted_adapters"),  # conftest.py
+]
 
 
 def fixed(lr=0.3, patience=5, **knobs):
@@ -42,12 +39,9 @@ def finding(result, kind) -> Finding:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     """Separable blobs, a linear model: generalizes, no leakage, no augmentation, honest numbers."""
-    base.ADAPTERS[:0] = P.ADAPTERS
-    try:
+    with P.installed():
         storage = str(tmp_path_factory.mktemp("clean") / "studies.db")
         return run(lambda: P.PlantedModel(5, 3), P.blobs(), fixed(), storage=storage, n_trials=4)
-    finally:
-        del base.ADAPTERS[: len(P.ADAPTERS)]
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@ import pytest
 from sklearn import metrics as skm
 
 from tuner.errors import ConfigError
-from tuner.hp import HyperParameters
-from tuner.metrics import compute, resolve_metrics, standard_loss
-from tuner.objectives import GAP_PENALTY, choose_pareto, parse_objective
 from tuner.records import TaskInfo
+from tuner.space.hp import HyperParameters
+from tuner.trial.metrics import compute, resolve_metrics, standard_loss
+from tuner.trial.objectives import GAP_PENALTY, choose_pareto, parse_objective
 
 BIN = TaskInfo("binary", 2, (0, 1))
 MULTI = TaskInfo("multiclass", 4, (0, 1, 2, 3))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.cli import main
+from tuner.cli.main import main
+from tuner.cli.spec import load_spec, parse_spec, resolve_ref
 from tuner.errors import ConfigError
-from tuner.jobs import load_spec, parse_spec, resolve_ref
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -79,10 +79,12 @@ def test_a_full_spec_becomes_tune_arguments(tmp_path, job):
     }
     assert spec.executor == "ray"
     assert spec.executor_args == {
-        "ray_address": "auto",
+        "address": "auto",
         "resources_per_trial": {"cpu": 2, "gpu": 0.5},
         "max_failures": 1,
     }
+    ray = spec.executor_object()
+    assert (ray.address, ray.resources["gpu"], ray.max_failures) == ("auto", 0.5, 1)
     assert spec.data_args == {"n": 200}
     build, data = spec.resolve()
     assert build.__name__ == "build" and len(data(n=50)[0]) == 50
@@ -97,7 +99,7 @@ def test_a_full_spec_becomes_tune_arguments(tmp_path, job):
         ("builder: m:f\ndata: m:g\ntracking: {url: x}\n", "tracking.'url'"),
         ("builder: m:f\n", "'data' is missing"),
         ("builder: m.f\ndata: m:g\n", "'m.f' is not a reference; write it as 'module:function'"),
-        ("builder: m:f\ndata: m:g\nbudget: {n_trials: 0}\n", "budget.n_trials must be a positive integer"),
+        ("builder: m:f\ndata: m:g\nbudget: {n_trials: 0}\n", "budget.n_trials must be a positive int"),
         ("builder: m:f\ndata: m:g\nexecutor: {type: dask}\n", "executor.type must be 'local' or 'ray'"),
         ("builder: m:f\ndata: m:g\nexecutor: {max_failures: 2}\n", "apply to 'type: ray' only"),
         ("- a list\n", "a job spec is a YAML mapping"),
@@ -110,7 +112,7 @@ def test_bad_specs_name_the_problem(text, message):
 
 
 def test_references_resolve_or_say_what_is_missing(job, tmp_path):
-    from tuner.jobs import import_paths
+    from tuner.cli.spec import import_paths
 
     with import_paths(tmp_path):
         assert resolve_ref(f"{job}:build", "builder").__name__ == "build"
@@ -170,7 +172,7 @@ def test_the_example_specs_are_valid(name, monkeypatch):
 
 
 def test_job_request_ships_the_spec_with_the_working_dir_or_as_text(tmp_path):
-    from tuner.executors._ray_jobs import SPEC_ENV, job_request
+    from tuner.executors.ray.jobs import SPEC_ENV, job_request
 
     spec = write(tmp_path, "builder: m:f\ndata: m:g\n")
     entrypoint, env = job_request(spec, tmp_path, ["scikit-learn"])

@@ -9,11 +9,13 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
-from tuner.adapters._keras_pipeline import batch_augmenter  # noqa: E402
+from tests.fakes import Hooks  # noqa: E402
 from tuner.adapters.base import FitSettings, adapter_for  # noqa: E402
-from tuner.adapters.keras import KerasAdapter, seed_everything  # noqa: E402
+from tuner.adapters.keras.adapter import KerasAdapter  # noqa: E402
+from tuner.adapters.keras.pipeline import batch_augmenter  # noqa: E402
 from tuner.errors import ModelError, TrialDiverged, TrialPruned  # noqa: E402
 from tuner.records import TaskInfo  # noqa: E402
+from tuner.trial.runner import seed_everything  # noqa: E402
 
 L = keras.layers
 BINARY = TaskInfo("binary", 2, (0, 1))
@@ -38,37 +40,6 @@ def mlp(out=3, act="softmax", dropout=None, d=4):
 
 def adapter(model, task=MULTI, **kw):
     return KerasAdapter(model, FitSettings(task=task, max_epochs=kw.pop("max_epochs", 3), **kw))
-
-
-class Hooks:
-    """A minimal stand-in for the runner's EpochMonitor."""
-
-    def __init__(self, ad, max_epochs=3, lr=lambda e: 0.01, stop_after=None, raise_at=None, X=None):
-        self.ad, self.max_epochs, self.lr, self.stop_after, self.raise_at, self.X = (
-            ad,
-            max_epochs,
-            lr,
-            stop_after,
-            raise_at,
-            X,
-        )
-        self.events, self.seen_lr, self.batch_losses, self.preds = [], [], [], []
-
-    def learning_rate(self, epoch):
-        self.events.append(("begin", epoch))
-        return self.lr(epoch)
-
-    def batch_loss(self, value):
-        self.batch_losses.append(value)
-
-    def epoch_end(self, epoch):
-        self.events.append(("end", epoch))
-        self.seen_lr.append(float(np.asarray(self.ad.model.optimizer.learning_rate)))
-        if self.X is not None:
-            self.preds.append(self.ad.predict(self.X))
-        if self.raise_at == epoch:
-            raise TrialPruned("pruned by the fake hooks")
-        return self.stop_after is not None and epoch >= self.stop_after
 
 
 def test_detection_without_importing_for_other_objects():
@@ -397,6 +368,7 @@ def test_release_keeps_the_global_dtype_policy():
         keras.config.set_dtype_policy("float32")
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_over_release_cycles():
     X, y = data()
 

@@ -7,7 +7,9 @@ keras = pytest.importorskip("keras")
 
 from tuner import tune  # noqa: E402
 from tuner.errors import ModelError  # noqa: E402
-from tuner.study import warmup_epochs  # noqa: E402
+from tuner.study.search import warmup_epochs  # noqa: E402
+
+pytestmark = pytest.mark.slow  # real Keras studies
 
 SCHEDULES = ["constant", "step", "exponential", "cosine", "one_cycle", "plateau"]
 IMAGE_AUGS = ["none", "noise", "mixup", "flip", "translate", "rotate", "zoom", "contrast", "cutout"]

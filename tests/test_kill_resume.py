@@ -12,6 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+pytestmark = pytest.mark.slow  # a study killed in a subprocess, then resumed
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
@@ -57,9 +59,9 @@ def _kill_mid_trial(proc: subprocess.Popen, storage: str, within: float) -> None
     [
         (False, None),
         # the tracking worker process outlives the killed study and sends what it had; resume waits for it
-        ("sqlite:///mlflow.db", "process"),
+        pytest.param("sqlite:///mlflow.db", "process", marks=pytest.mark.mlflow),
         # the worker thread dies with the study: whatever it had not sent is rebuilt from the Optuna storage
-        ("sqlite:///mlflow.db", "thread"),
+        pytest.param("sqlite:///mlflow.db", "thread", marks=pytest.mark.mlflow),
     ],
 )
 def test_sigkill_mid_trial_then_resume(tmp_path, monkeypatch, tracking, worker):

@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 from tests.test_kill_resume import _kill_mid_trial  # noqa: E402
 
@@ -25,15 +26,15 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from tests.test_ray_executor import NUMPY_SPACE, _register_fake
     from tests.fakes import NumpyModel, blobs
-    from tuner import tune
+    from tuner import RayExecutor, tune
 
     def slow(hp):
         _register_fake()
         return NumpyModel(5, 3, sleep=0.3)
 
     _register_fake()
-    tune(slow, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
-         max_concurrent_trials=1, executor_options=dict(scheduler="fifo"), tracking=False,
+    tune(slow, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5,
+         executor=RayExecutor(max_concurrent_trials=1, scheduler="fifo"), tracking=False,
          progress=False, baselines=False, study_name="killme", storage="studies.db")
     """
 )
@@ -55,15 +56,13 @@ def _kill_ray_processes_under(folder: Path) -> None:
                 pass
 
 
-def test_sigkill_of_the_ray_driver_then_resume(tmp_path):
+def test_sigkill_of_the_ray_driver_then_resume(tmp_path, no_ray):  # no_ray: conftest.py
     import ray
 
     from tests.fakes import blobs
     from tests.test_ray_executor import NUMPY_SPACE, _register_fake, numpy_model
-    from tuner import tune
+    from tuner import RayExecutor, tune
 
-    if ray.is_initialized():
-        ray.shutdown()
     script = tmp_path / "study.py"
     script.write_text(SCRIPT.format(root=str(ROOT)))
     ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # Ray's socket paths must stay short
@@ -89,8 +88,8 @@ def test_sigkill_of_the_ray_driver_then_resume(tmp_path):
     assert any(t.state == optuna.trial.TrialState.RUNNING for t in before.trials)
 
     _register_fake()
-    r = tune(numpy_model, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
-             max_concurrent_trials=1, executor_options={"scheduler": "fifo"}, tracking=False,
+    r = tune(numpy_model, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5,
+             executor=RayExecutor(max_concurrent_trials=1, scheduler="fifo"), tracking=False,
              progress=False, baselines=False, study_name="killme", storage="studies.db",
              resume=True)  # fmt: skip
     assert not ray.is_initialized()  # the executor shut down the Ray it started

@@ -8,13 +8,9 @@ import pytest
 
 from tests.fakes import SPACE, NumpyModel, blobs
 from tuner import tune
-from tuner.adapters import base
 from tuner.errors import ConfigError, ModelError, StudyAborted
 
-
-@pytest.fixture(autouse=True)
-def numpy_adapter(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+pytestmark = pytest.mark.usefixtures("numpy_adapter")  # conftest.py
 
 
 def data():
@@ -167,7 +163,7 @@ def test_storage_is_sqlite_in_working_dir():
 
 def _pruner_study(curves, n_trials=20):
     """An in-memory study with the product's pruner and one complete trial per curve (val loss per epoch)."""
-    from tuner.study import make_pruner
+    from tuner.study.search import make_pruner
 
     study = optuna.create_study(pruner=make_pruner(max_epochs=10, multi=False, n_trials=n_trials))
     for curve in curves:

@@ -5,21 +5,19 @@ import pytest
 
 from tests import planted as P
 from tuner import lr_range_test, tune
-from tuner.adapters import base
 from tuner.adapters.base import FitSettings
-from tuner.data import prepare
+from tuner.data.prepare import prepare
 from tuner.errors import ConfigError
-from tuner.lr_range import DECADES, HIGH_DIVISOR, narrow_space
-from tuner.objectives import parse_objective
-from tuner.runner import TrialContext, run_trial
-from tuner.space import resolve
+from tuner.insight.lr_range import DECADES, HIGH_DIVISOR, narrow_space
+from tuner.space.searchspace import resolve
+from tuner.trial.dispatch import run_trial
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import TrialContext
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the diverging steps
-
-
-@pytest.fixture(autouse=True)
-def planted_adapters(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [*P.ADAPTERS, *base.ADAPTERS])
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # overflow in the diverging steps
+    pytest.mark.usefixtures("planted_adapters"),  # conftest.py
+]
 
 
 def test_rule_on_a_model_that_learns_then_diverges():
@@ -101,6 +99,7 @@ def digits(n=400):
     return (X[:n] / 16.0).astype(np.float32), y[:n]
 
 
+@pytest.mark.slow
 def test_keras_model():
     keras = pytest.importorskip("keras")
 

@@ -17,7 +17,7 @@ def run_py(code, **kw):
 
 def test_import_tuner_loads_no_framework_and_no_mlflow():
     out = run_py(
-        "import sys, tuner; from tuner import tune; import tuner.cli;"
+        "import sys, tuner; from tuner import tune; import tuner.cli.main;"
         "print(sorted(m for m in ('tensorflow','keras','torch','ray','mlflow') if m in sys.modules))"
     )
     assert out.returncode == 0, out.stderr
@@ -43,12 +43,14 @@ def test_version_matches_distribution_metadata():
 
 def test_presets_load_from_source_checkout():
     out = run_py(
-        "import tuner.space as s; print(s.preset_dir()); print(s.resolve('quick').name)", cwd=str(ROOT)
+        "import tuner.space.searchspace as s; print(s.preset_dir()); print(s.resolve('quick').name)",
+        cwd=str(ROOT),
     )
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.split()[0]).resolve() == (ROOT / "search_spaces").resolve()
 
 
+@pytest.mark.slow  # builds and installs a wheel
 def test_presets_load_from_an_installed_wheel(tmp_path):
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
@@ -70,7 +72,7 @@ def test_presets_load_from_an_installed_wheel(tmp_path):
     assert inst.returncode == 0, inst.stderr
     env = {**os.environ, "PYTHONPATH": str(site)}
     code = (
-        "import tuner, tuner.space as s; print(tuner.__file__); print(s.preset_dir());"
+        "import tuner, tuner.space.searchspace as s; print(tuner.__file__); print(s.preset_dir());"
         "print(','.join(n for n in s.PRESETS if s.resolve(n).distributions))"
     )
     out = run_py(code, cwd=str(tmp_path), env=env)

@@ -16,18 +16,18 @@ import pytest
 
 from tests.fakes import NumpyModel, blobs
 from tests.test_ray_executor import NUMPY_SPACE, QUIET, _register_fake
-from tuner import tune
-from tuner.adapters import base
+from tuner import RayExecutor, tune
 from tuner.errors import ConfigError
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("numpy_adapter")]  # numpy_adapter: conftest.py
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(local_ray):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    if ray.is_initialized():
-        ray.shutdown()
+    local_ray.down()  # the runtime other tests share (conftest.py): this driver joins the cluster
     two_nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = two_nodes.add_node(num_cpus=1)
     ray.init(address=two_nodes.address, logging_level=logging.WARNING)
@@ -35,11 +35,6 @@ def cluster():
     yield two_nodes, worker
     ray.shutdown()
     two_nodes.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def fake_adapter(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
 
 
 def slow_model(hp, log: str | None = None, slow_node: str | None = None):
@@ -95,8 +90,8 @@ def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster):
     remover = threading.Thread(target=remove_worker_mid_trial, daemon=True)
     remover.start()
     builder = functools.partial(slow_model, log=log, slow_node=worker.node_id)
-    result = tune(builder, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5, executor="ray",
-                  max_failures=3, storage=url, study_name="lossy", **QUIET)  # fmt: skip
+    result = tune(builder, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5,
+                  executor=RayExecutor(max_failures=3), storage=url, study_name="lossy", **QUIET)  # fmt: skip
     remover.join(timeout=5)
     assert seen, "the worker node was never removed"
     assert len(result.records) == 6

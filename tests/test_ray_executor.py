@@ -1,13 +1,13 @@
 """The Ray executor: option checks and worker helpers (no Ray), then studies on a real local Ray.
 
-One ``ray.init(num_cpus=2)`` serves the whole module. Builders live at module level so Ray workers
-import them from ``tests.test_ray_executor``; they register the numpy fake adapter in the worker.
+The local Ray runtime (2 CPUs) is ``ray_session`` of conftest.py, started once for the whole test run.
+Builders live at module level so Ray workers import them from ``tests.test_ray_executor``; they register
+the numpy fake adapter in the worker.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import signal
 import threading
@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from tests.fakes import NumpyModel, blobs
-from tuner import tune
+from tuner import RayExecutor, tune
 from tuner.adapters import base
 from tuner.errors import ConfigError, StudyAborted, TrialPruned
-from tuner.executors._ray_cluster import is_local_uri, parse_resources
-from tuner.executors._ray_worker import (
+from tuner.executors import get_executor
+from tuner.executors.ray.cluster import is_local_uri, parse_resources
+from tuner.executors.ray.worker import (
     EPOCH_KEY,
     NUMBER_KEY,
     RECORD_KEY,
@@ -31,8 +32,8 @@ from tuner.executors._ray_worker import (
     memory_fraction,
     worker_env,
 )
-from tuner.objectives import Objective
 from tuner.records import TrialRecord
+from tuner.trial.objectives import Objective
 
 QUIET = {"tracking": False, "progress": False, "baselines": False}
 FIFO = {"scheduler": "fifo"}  # no ASHA: a trial's fate depends only on what the test does to it
@@ -42,9 +43,15 @@ FAKE = "tests.fakes:NumpyAdapter"
 # -- without Ray --------------------------------------------------------------------------------------
 
 
-def test_local_executor_refuses_ray_settings(fake_adapter):
-    with pytest.raises(ConfigError, match="resources_per_trial.*apply to executor='ray'"):
-        tune(numpy_model, blobs(), space=NUMPY_SPACE, resources_per_trial={"cpu": 1}, **QUIET)
+def test_an_unknown_executor_names_the_choices(numpy_adapter):
+    with pytest.raises(ConfigError, match="'local', 'ray' or an Executor such as RayExecutor"):
+        tune(numpy_model, blobs(), space=NUMPY_SPACE, executor="dask", **QUIET)
+
+
+def test_ray_settings_live_on_the_executor_object():
+    ray = RayExecutor(resources_per_trial={"cpu": 1, "gpu": 0.25}, max_concurrent_trials=2, address=" auto ")
+    assert (ray.resources["gpu"], ray.max_concurrent_trials, ray.address) == (0.25, 2, "auto")
+    assert get_executor(ray) is ray and isinstance(get_executor("ray"), RayExecutor)
 
 
 @pytest.mark.parametrize(
@@ -56,20 +63,18 @@ def test_local_executor_refuses_ray_settings(fake_adapter):
         ({"resources_per_trial": [1, 2]}, "mapping"),
         ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
         ({"max_failures": -1}, "max_failures"),
-        ({"ray_address": "http://head:8265"}, "dashboard"),
+        ({"address": "http://head:8265"}, "dashboard"),
         ({"scheduler": "pbt"}, "scheduler"),
     ],
 )
 def test_ray_executor_checks_its_settings(options, message):
-    from tuner.executors.base import get_executor
-
     with pytest.raises(ConfigError, match=message):
-        get_executor("ray", **options)
+        RayExecutor(**options)
 
 
 def test_auto_scheduler_stops_trials_early_only_where_the_local_pruner_would():
-    from tuner.executors.ray import uses_asha
-    from tuner.study import MIN_TRIALS_TO_PRUNE as N
+    from tuner.executors.ray.executor import uses_asha
+    from tuner.study.search import MIN_TRIALS_TO_PRUNE as N
 
     assert [uses_asha("auto", n, False) for n in (N - 1, N, 100)] == [False, True, True]
     assert not uses_asha("auto", 100, True) and not uses_asha("asha", 100, True)  # Pareto: never
@@ -96,7 +101,7 @@ def test_memory_fraction_is_the_gpu_share(gpus, fraction):
 
 
 def test_capped_builder_keeps_the_signature_and_caps_nothing_without_a_gpu():
-    from tuner.runner import takes_hp
+    from tuner.trial.runner import takes_hp
 
     def with_hp(hp):
         return ("model", hp)
@@ -148,21 +153,6 @@ def test_local_file_stores_are_local():
 # -- on a real local Ray ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture
-def fake_adapter(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [FAKE, *base.ADAPTERS])
-
-
 def _register_fake() -> None:
     if FAKE not in base.ADAPTERS:  # in a Ray worker: the test's monkeypatch is not there
         base.ADAPTERS.insert(0, FAKE)
@@ -211,8 +201,13 @@ NUMPY_SPACE = {
 }
 
 
+_RAY_SETTINGS = ("resources_per_trial", "max_concurrent_trials", "max_failures", "scheduler")
+
+
 def ray_tune(builder, data=None, **kw):
-    args = {"space": NUMPY_SPACE, "n_trials": 4, "max_epochs": 4, "executor": "ray", **QUIET, **kw}
+    """A study on the shared Ray runtime; the keys of ``_RAY_SETTINGS`` configure its RayExecutor."""
+    executor = RayExecutor(**{k: kw.pop(k) for k in _RAY_SETTINGS if k in kw})
+    args = {"space": NUMPY_SPACE, "n_trials": 4, "max_epochs": 4, "executor": executor, **QUIET, **kw}
     return tune(builder, blobs(n=300) if data is None else data, **args)
 
 
@@ -224,7 +219,7 @@ def test_keras_study_on_ray_matches_the_local_executor(ray_session):
     data = ((X[:400] / 16).astype(np.float32), y[:400])
     args = {"space": "quick", "n_trials": 2, "max_epochs": 3, **QUIET}
     local = tune(keras_mlp, data, study_name="local", **args)
-    remote = tune(keras_mlp, data, study_name="ray", executor="ray", max_concurrent_trials=1, **args)
+    remote = tune(keras_mlp, data, study_name="ray", executor=RayExecutor(max_concurrent_trials=1), **args)
     assert list(remote.trials.columns) == list(local.trials.columns)
     assert len(remote.trials) == 2 and set(remote.trials["framework"]) == {"keras"}
     assert set(remote.best_params) == set(local.best_params)
@@ -264,16 +259,13 @@ def sklearn_mlp():
 @pytest.mark.parametrize("builder, framework", [(torch_mlp, "torch"), (sklearn_mlp, "sklearn")])
 def test_torch_and_sklearn_studies_on_ray(ray_session, builder, framework):
     pytest.importorskip(framework)
-    if not any(path.startswith(f"tuner.adapters.{framework}:") for path in base.ADAPTERS):
-        pytest.skip(f"no {framework} adapter yet")
     result = tune(
         builder,
         blobs(n=300),
         space="quick",
         n_trials=2,
         max_epochs=3,
-        executor="ray",
-        max_concurrent_trials=1,
+        executor=RayExecutor(max_concurrent_trials=1),
         **QUIET,
     )
     assert len(result.trials) == 2 and "complete" in set(result.trials["state"])
@@ -282,7 +274,8 @@ def test_torch_and_sklearn_studies_on_ray(ray_session, builder, framework):
     assert result.test_scores and result.best_model is not None
 
 
-def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapter, tmp_path):
+@pytest.mark.mlflow  # a real SQLite store
+def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, numpy_adapter, tmp_path):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -290,7 +283,7 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapt
     space = {"knobs": {**NUMPY_SPACE["knobs"], "l2": 1e-6}}  # injected into every trial's model
     asha = {"scheduler": "asha"}  # "auto" would not stop trials in a study of 7
     result = ray_tune(uneven_model, n_trials=7, max_epochs=6, max_concurrent_trials=1, tracking=uri,
-                      experiment="ray-nesting", space=space, executor_options=asha)  # fmt: skip
+                      experiment="ray-nesting", space=space, **asha)  # fmt: skip
     states = {r.number: r.state for r in result.records}
     assert len(states) == 7 and "pruned" in states.values() and "complete" in states.values()
     pruned = [r for r in result.records if r.state == "pruned"]
@@ -310,11 +303,12 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, fake_adapt
     assert all("objective" in r.data.metrics for r in completed)
 
 
-def test_a_killed_worker_is_retried_per_max_failures(ray_session, fake_adapter, tmp_path):
+@pytest.mark.mlflow  # a real SQLite store
+def test_a_killed_worker_is_retried_per_max_failures(ray_session, numpy_adapter, tmp_path):
     marker = str(tmp_path / "killed")
     builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = ray_tune(builder, n_trials=2, max_failures=1, max_concurrent_trials=2, executor_options=FIFO,
+    result = ray_tune(builder, n_trials=2, max_failures=1, max_concurrent_trials=2, **FIFO,
                       tracking=uri, experiment="ray-retried")  # fmt: skip
     assert os.path.exists(marker)  # one worker did die mid-trial
     assert len(result.records) == 2 and {r.state for r in result.records} <= {"complete", "pruned"}
@@ -324,11 +318,12 @@ def test_a_killed_worker_is_retried_per_max_failures(ray_session, fake_adapter, 
         assert runs[record.number].info.status == "FINISHED"
 
 
-def test_a_killed_worker_fails_its_trial_not_the_study(ray_session, fake_adapter, tmp_path):
+@pytest.mark.mlflow  # a real SQLite store
+def test_a_killed_worker_fails_its_trial_not_the_study(ray_session, numpy_adapter, tmp_path):
     marker = str(tmp_path / "killed")
     builder = functools.partial(killed_once, marker=marker, driver=os.getpid())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = ray_tune(builder, n_trials=2, max_failures=0, max_concurrent_trials=2, executor_options=FIFO,
+    result = ray_tune(builder, n_trials=2, max_failures=0, max_concurrent_trials=2, **FIFO,
                       tracking=uri, experiment="ray-dead-worker")  # fmt: skip
     failed = [r for r in result.records if r.state == "failed"]
     assert len(result.records) == 2 and len(failed) == 1
@@ -359,7 +354,7 @@ def one_run_per_trial(uri: str, experiment: str, result) -> dict:
     return by_number
 
 
-def test_resume_continues_a_killed_study_on_ray(ray_session, fake_adapter):
+def test_resume_continues_a_killed_study_on_ray(ray_session, numpy_adapter):
     import optuna
 
     # the same Optuna storage serves both executors: a study begun here goes on on Ray
@@ -374,19 +369,19 @@ def test_resume_continues_a_killed_study_on_ray(ray_session, fake_adapter):
     assert len(counted) == 4 and {r.state for r in counted} <= {"complete", "pruned"}
 
 
-def test_failure_policy_aborts_a_hopeless_ray_study(ray_session, fake_adapter):
+def test_failure_policy_aborts_a_hopeless_ray_study(ray_session, numpy_adapter):
     builder = functools.partial(broken_model, driver=os.getpid())
     with pytest.raises(StudyAborted, match="the builder is broken"):
         ray_tune(builder, n_trials=6, max_concurrent_trials=1)
 
 
-def test_pareto_search_on_ray(ray_session, fake_adapter):
+def test_pareto_search_on_ray(ray_session, numpy_adapter):
     result = ray_tune(numpy_model, objective=["val_loss", "val_accuracy"], n_trials=3)
     assert result.pareto_front is not None and len(result.trials) == 3
     assert {"value_val_loss", "value_val_accuracy"} <= set(result.trials.columns)
 
 
-def test_a_trial_no_node_can_hold_is_refused_before_any_trial(ray_session, fake_adapter):
+def test_a_trial_no_node_can_hold_is_refused_before_any_trial(ray_session, numpy_adapter):
     with pytest.raises(ConfigError, match="fits on no node"):
         ray_tune(numpy_model, resources_per_trial={"cpu": 1, "gpu": 1})
 
@@ -396,12 +391,12 @@ def slow_numpy_model(hp):
     return NumpyModel(5, 3, sleep=0.05)
 
 
-def test_the_time_budget_leaves_no_trial_running(ray_session, fake_adapter):
+def test_the_time_budget_leaves_no_trial_running(ray_session, numpy_adapter):
     import optuna
 
     try:
         ray_tune(slow_numpy_model, n_trials=100, max_epochs=40, timeout=8, study_name="budget",
-                 executor_options=FIFO)  # fmt: skip
+                 **FIFO)  # fmt: skip
     except StudyAborted:  # a slow machine: the budget ended before any trial did
         pass
     storage = f"sqlite:///{os.path.abspath('.regtuner/studies.db')}"
@@ -415,7 +410,7 @@ def numpy_model_slow_or_not(hp):
     return NumpyModel(5, 3, sleep=0.5 if hp.slow else 0.0)
 
 
-def test_trial_timeout_stops_a_ray_trial_at_its_epoch_hooks(ray_session, fake_adapter):
+def test_trial_timeout_stops_a_ray_trial_at_its_epoch_hooks(ray_session, numpy_adapter):
     # Tune runs trials in a thread of the actor: no SIGALRM there, the epoch and batch hooks stop it
     space = {
         **NUMPY_SPACE,
@@ -423,7 +418,7 @@ def test_trial_timeout_stops_a_ray_trial_at_its_epoch_hooks(ray_session, fake_ad
         "start": [{"slow": True}, {"slow": False}],
     }
     r = ray_tune(numpy_model_slow_or_not, space=space, n_trials=2, max_epochs=30, trial_timeout=3,
-                 executor_options=FIFO)  # fmt: skip
+                 **FIFO)  # fmt: skip
     slow, fast = sorted(r.records, key=lambda rec: not rec.params["slow"])
     assert slow.state == "failed" and fast.state == "complete"
     assert slow.error.startswith("trial_timeout: trial exceeded trial_timeout=3s (stopped during epoch")

@@ -11,8 +11,7 @@ import pytest
 from tests import planted as P
 from tests.mlflow_server import artifacts, find_runs, metrics_of, tags_of  # mlflow_server: conftest.py
 from tuner import tune
-from tuner.adapters import base
-from tuner.cli import main
+from tuner.cli.main import main
 
 SPACE = {
     "knobs": {
@@ -25,9 +24,7 @@ SPACE = {
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def planted_adapters(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", [*P.ADAPTERS, *base.ADAPTERS])
+pytestmark = pytest.mark.usefixtures("planted_adapters")  # conftest.py
 
 
 def study(**kw):
@@ -38,11 +35,8 @@ def study(**kw):
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    base.ADAPTERS[:0] = P.ADAPTERS
-    try:
+    with P.installed():
         return study(storage=str(tmp_path_factory.mktemp("report") / "studies.db"))
-    finally:
-        del base.ADAPTERS[: len(P.ADAPTERS)]
 
 
 def assert_real_png(path, min_bytes=5000):
@@ -90,6 +84,7 @@ def test_pareto_front_plot_for_a_multi_objective_study(tmp_path):
     assert_real_png(plots["pareto"])
 
 
+@pytest.mark.browser
 def test_html_report_opens_in_a_browser(result, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
@@ -117,6 +112,7 @@ def test_html_report_opens_in_a_browser(result, tmp_path):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_study_report_lands_in_the_mlflow_run_and_the_cli_prints_it(mlflow_server, tmp_path, capsys):
     r = study(tracking=mlflow_server, experiment="report-study", n_trials=4)
     run = next(
@@ -165,7 +161,7 @@ def test_cli_rebuilds_a_summary_when_the_study_logged_no_report(mlflow_server, c
 
 
 def test_diagnosis_json_is_plain_data(result, tmp_path):
-    from tuner.report import write_files
+    from tuner.insight.report import write_files
 
     written = write_files(result, tmp_path)
     data = json.loads((tmp_path / "diagnosis.json").read_text())

@@ -3,19 +3,17 @@
 import pytest
 
 from tests.fakes import NumpyModel, blobs
-from tuner.adapters import base
 from tuner.adapters.base import FitSettings
 from tuner.errors import ConfigError, StudyAborted, TrialPruned
-from tuner.objectives import parse_objective
 from tuner.records import TaskInfo, TrialRecord
-from tuner.runner import FailurePolicy, TrialContext, run_trial, takes_hp
+from tuner.trial.dispatch import run_trial
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import FailurePolicy, TrialContext, takes_hp
 
 TASK = TaskInfo("multiclass", 3, (0, 1, 2))
 
 
-@pytest.fixture(autouse=True)
-def numpy_adapter(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+pytestmark = pytest.mark.usefixtures("numpy_adapter")  # conftest.py
 
 
 def make_ctx(builder, max_epochs=8, objective="val_loss"):
@@ -62,7 +60,7 @@ def test_early_stopping_restores_best_epoch():
     r = out.record
     assert r.epochs_run == r.best_epoch + 3 or r.epochs_run == 30
     # restored weights reproduce the best epoch's validation loss
-    from tuner.metrics import standard_loss
+    from tuner.trial.metrics import standard_loss
 
     X, y = blobs()
     pred = out.adapter.predict(X[200:])

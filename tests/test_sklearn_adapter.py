@@ -10,13 +10,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR, LinearSVC
 
+from tests.fakes import Hooks
 from tuner import tune
 from tuner.adapters.base import FitSettings, adapter_for
-from tuner.adapters.sklearn import SklearnAdapter
+from tuner.adapters.sklearn.adapter import SklearnAdapter
 from tuner.errors import ModelError
-from tuner.objectives import parse_objective
 from tuner.records import TaskInfo
-from tuner.runner import TrialContext, run_trial
+from tuner.trial.dispatch import run_trial
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import TrialContext
 
 BINARY = TaskInfo("binary", 2, (0, 1))
 MULTI = TaskInfo("multiclass", 3, (0, 1, 2))
@@ -51,24 +53,6 @@ def regularized(est, params, task=MULTI, read=frozenset()):
     return ad, {i.knob: i for i in ad.regularize(params, read)}
 
 
-class Hooks:
-    def __init__(self, ad, max_epochs=3, lr=lambda e: 0.01):
-        self.ad, self.max_epochs, self.lr = ad, max_epochs, lr
-        self.rates, self.losses, self.ends = [], [], 0
-
-    def learning_rate(self, epoch):
-        return self.lr(epoch)
-
-    def batch_loss(self, value):
-        self.losses.append(value)
-
-    def epoch_end(self, epoch):
-        self.ends += 1
-        opt = getattr(self.ad._final, "_optimizer", None)
-        self.rates.append(None if opt is None else opt.learning_rate_init)
-        return False
-
-
 def test_detection():
     assert adapter_for(MLPClassifier()) is SklearnAdapter
     assert adapter_for(make_pipeline(StandardScaler(), Ridge())) is SklearnAdapter
@@ -86,8 +70,8 @@ def test_mlp_trains_epoch_by_epoch_with_the_tuners_schedule():
     ad.fit(X, y, {"batch_size": 16}, hooks)
     final = ad.model
     assert hooks.ends == 3 and len(final.loss_curve_) == 3 and final.t_ == 3 * len(X)
-    assert hooks.rates == pytest.approx([0.02, 0.01, 0.02 / 3])
-    assert len(hooks.losses) == 3 and hooks.losses == pytest.approx(final.loss_curve_)
+    assert hooks.seen_lr == pytest.approx([0.02, 0.01, 0.02 / 3])
+    assert len(hooks.batch_losses) == 3 and hooks.batch_losses == pytest.approx(final.loss_curve_)
     assert final.alpha == pytest.approx(2 * 1e-3 * 16) and final.batch_size == 16
     assert not final.early_stopping and "turned off" in rec["patience"].detail
     assert not rec["dropout"].applied and "not applicable" in rec["dropout"].detail

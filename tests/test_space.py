@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tuner.errors import ConfigError
 from tuner.records import TaskInfo
-from tuner.space import (
+from tuner.space.searchspace import (
     AUGMENTATIONS_BY_INPUT,
     KNOBS,
     PRESETS,

@@ -13,7 +13,6 @@ import pytest
 
 from tests.fakes import NumpyModel, blobs
 from tuner import tune
-from tuner.adapters import base
 from tuner.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +28,7 @@ SPACE = {"knobs": {"learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, 
         ("/sys/studies.db", "unable to open database file"),
     ],
 )
-def test_storage_that_cannot_be_written_is_refused_before_any_trial(path, why, monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+def test_storage_that_cannot_be_written_is_refused_before_any_trial(path, why, numpy_adapter):
     built = []
     message = rf"study storage {path} cannot be written \(.*{why}.*free disk space"
     with pytest.raises(ConfigError, match=message):
@@ -77,6 +75,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 def test_disk_full_mid_study_stops_clearly_and_keeps_finished_trials(tmp_path):
     proc = subprocess.run(

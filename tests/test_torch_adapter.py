@@ -6,15 +6,17 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from tests.fakes import Hooks  # noqa: E402
 from tuner import tune  # noqa: E402
-from tuner.adapters._torch_augment import batch_augmenter, channels_first  # noqa: E402
-from tuner.adapters._torch_data import dataset_arrays  # noqa: E402
 from tuner.adapters.base import FitSettings, adapter_for  # noqa: E402
-from tuner.adapters.torch import TorchAdapter  # noqa: E402
+from tuner.adapters.torch.adapter import TorchAdapter  # noqa: E402
+from tuner.adapters.torch.augment import batch_augmenter, channels_first  # noqa: E402
+from tuner.data.torch_data import dataset_arrays  # noqa: E402
 from tuner.errors import ConfigError, DataError, ModelError, TrialPruned  # noqa: E402
-from tuner.objectives import parse_objective  # noqa: E402
 from tuner.records import TaskInfo  # noqa: E402
-from tuner.runner import TrialContext, run_trial  # noqa: E402
+from tuner.trial.dispatch import run_trial  # noqa: E402
+from tuner.trial.objectives import parse_objective  # noqa: E402
+from tuner.trial.runner import TrialContext  # noqa: E402
 
 BINARY = TaskInfo("binary", 2, (0, 1))
 MULTI = TaskInfo("multiclass", 3, (0, 1, 2))
@@ -43,29 +45,6 @@ def mlp(d=4, out=3, dropout=None, tail=()):
 
 def adapter(model, task=MULTI, **kw):
     return TorchAdapter(model, FitSettings(task=task, max_epochs=kw.pop("max_epochs", 3), **kw))
-
-
-class Hooks:
-    """A minimal stand-in for the runner's EpochMonitor."""
-
-    def __init__(self, ad, max_epochs=3, lr=lambda e: 0.01, stop_after=None, raise_at=None):
-        self.ad, self.max_epochs, self.lr = ad, max_epochs, lr
-        self.stop_after, self.raise_at = stop_after, raise_at
-        self.events, self.seen_lr, self.batch_losses = [], [], []
-
-    def learning_rate(self, epoch):
-        self.events.append(("begin", epoch))
-        return self.lr(epoch)
-
-    def batch_loss(self, value):
-        self.batch_losses.append(value)
-
-    def epoch_end(self, epoch):
-        self.events.append(("end", epoch))
-        self.seen_lr.append(self.ad.optimizer.param_groups[0]["lr"])
-        if self.raise_at == epoch:
-            raise TrialPruned("pruned by the fake hooks")
-        return self.stop_after is not None and epoch >= self.stop_after
 
 
 def ready(model, task=MULTI, params=None, **kw):

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-import tuner.tracking_mlflow as tracking_mlflow
+import tuner.tracking.mlflow_tracker as tracking_mlflow
 from tests.mlflow_server import (
     artifacts,
     find_runs,
@@ -23,7 +23,6 @@ from tests.mlflow_server import (
 )
 from tuner.errors import ConfigError
 from tuner.records import Injection, TrialRecord
-from tuner.spool import read_spool
 from tuner.tracking import (
     MlflowTracker,
     NullTracker,
@@ -33,6 +32,7 @@ from tuner.tracking import (
     make_tracker,
     validate_tracking_uri,
 )
+from tuner.tracking.spool import read_spool
 
 EPOCHS = 5
 SPACE_YAML = "name: quick\ndropout: {low: 0.0, high: 0.5}\n"
@@ -172,6 +172,7 @@ def test_study_lands_in_mlflow_server_as_parent_and_nested_trials(mlflow_server)
     assert "traceback.txt" in artifacts(mlflow_server, children[2]["info"]["run_id"])
 
 
+@pytest.mark.slow
 def test_metrics_are_flushed_mid_trial_and_large_batches_are_split(mlflow_server, monkeypatch):
     monkeypatch.setattr(tracking_mlflow, "FLUSH_METRICS", 6)  # two epochs of three metrics
     tracker = MlflowTracker(mlflow_server, "exp-batches")
@@ -196,6 +197,8 @@ def test_metrics_are_flushed_mid_trial_and_large_batches_are_split(mlflow_server
     assert metric_history(mlflow_server, run_id, "m1099")[0]["step"] == 3
 
 
+@pytest.mark.slow
+@pytest.mark.mlflow  # a real SQLite store
 def test_default_store_from_env_and_a_pickled_tracker(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

@@ -10,12 +10,16 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from tests.mlflow_server import find_runs, free_port
 from tests.test_tracking import drive_study
-from tuner.cli import main
+from tuner.cli.main import main
 from tuner.tracking import make_tracker
 
 
+@pytest.mark.slow
+@pytest.mark.mlflow  # MLflow's default store, and the UI on it
 def test_ui_serves_the_default_store_on_loopback(tmp_path):
     tracker = make_tracker(None, "exp-ui")  # MLflow's default store: ./mlflow.db in this test's folder
     drive_study(tracker, "study-ui", "exp-ui")

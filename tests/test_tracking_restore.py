@@ -11,15 +11,13 @@ import pytest
 
 from tests.mlflow_server import metric_history, rest, tags_of
 from tests.test_tracking import EPOCHS, SUMMARY, records, study_info
-from tuner import tracking_mlflow
-from tuner.records import TrialRecord
+from tuner.records import INTERRUPTED, TrialRecord
 from tuner.tracking import MlflowTracker, make_tracker
-from tuner.tracking_ops import INTERRUPTED
+from tuner.tracking import mlflow_tracker as tracking_mlflow
 
 
 @pytest.fixture(autouse=True)
-def thread_worker(monkeypatch):
-    monkeypatch.setenv("REGTUNER_TRACKING_WORKER", "thread")
+def every_epoch_sent(thread_worker, monkeypatch):  # thread_worker: conftest.py
     monkeypatch.setattr(tracking_mlflow, "FLUSH_METRICS", 1)  # every epoch is sent as it comes
 
 

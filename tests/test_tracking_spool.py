@@ -22,10 +22,9 @@ from tests.mlflow_server import (
 )
 from tests.test_tracking import EPOCHS, SUMMARY, drive_study, epoch_metrics, records, study_info
 from tuner import tune
-from tuner.adapters import base
-from tuner.cli import main
-from tuner.spool import SpoolFile, read_spool, spool_files
+from tuner.cli.main import main
 from tuner.tracking import MlflowTracker, TrackingWarning
+from tuner.tracking.spool import SpoolFile, read_spool, spool_files
 
 
 def split(runs: list[dict]) -> tuple[list[dict], dict[int, dict]]:
@@ -52,8 +51,11 @@ def grep_tree(root: Path, secret: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
 
 
-def test_server_killed_mid_study_restarted_and_synced_exactly_once(tmp_path, monkeypatch, capfd):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+@pytest.mark.slow
+@pytest.mark.mlflow  # a server of its own
+def test_server_killed_mid_study_restarted_and_synced_exactly_once(
+    numpy_adapter, tmp_path, monkeypatch, capfd
+):
     secret = "tok-" + tmp_path.name.replace("_", "") + "-9f3b27c1"
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", secret)  # MLflow's own credential variable
     monkeypatch.setenv("REGTUNER_TRACKING_RETRY_SECONDS", "3600")  # no recovery before the sync
@@ -106,6 +108,7 @@ def test_server_killed_mid_study_restarted_and_synced_exactly_once(tmp_path, mon
     assert secret not in out + err and all(secret not in str(w.message) for w in seen)
 
 
+@pytest.mark.slow
 def test_server_gone_mid_study_and_back_the_tracker_catches_up(mlflow_server, monkeypatch):
     monkeypatch.setenv("REGTUNER_TRACKING_RETRY_SECONDS", "0.3")
     proxy = TcpProxy(mlflow_server).start()
@@ -143,6 +146,7 @@ def test_server_gone_mid_study_and_back_the_tracker_catches_up(mlflow_server, mo
         assert values == pytest.approx([epoch_metrics(number, e)["val_loss"] for e in range(EPOCHS)])
 
 
+@pytest.mark.slow
 def test_study_with_no_server_is_synced_later_to_another_uri(mlflow_server):
     dead = f"http://127.0.0.1:{free_port()}"
     tracker = MlflowTracker(dead, "exp-later")

@@ -10,19 +10,10 @@ from tests.fakes import SPACE, NumpyModel, blobs
 from tests.mlflow_server import artifacts, find_runs, metric_history, metrics_of, params_of, rest, tags_of
 from tests.test_tracking import EPOCHS, SUMMARY, records, study_info
 from tuner import tune
-from tuner.adapters import base
 from tuner.tracking import MlflowTracker, StudySummary, make_tracker
 
-
-@pytest.fixture(autouse=True)
-def thread_worker(monkeypatch):
-    """The layout does not depend on where the worker runs: the thread one is quicker to start."""
-    monkeypatch.setenv("REGTUNER_TRACKING_WORKER", "thread")
-
-
-@pytest.fixture
-def numpy_adapter(monkeypatch):
-    monkeypatch.setattr(base, "ADAPTERS", ["tests.fakes:NumpyAdapter", *base.ADAPTERS])
+# the layout does not depend on where the tracking worker runs: the thread one is quicker to start
+pytestmark = pytest.mark.usefixtures("thread_worker")  # conftest.py, like numpy_adapter
 
 
 def by_role(url: str, experiment: str) -> tuple[list[dict], dict[int, dict]]:
@@ -34,6 +25,7 @@ def by_role(url: str, experiment: str) -> tuple[list[dict], dict[int, dict]]:
     return parents, children
 
 
+@pytest.mark.slow
 def test_tune_writes_the_study_run_and_one_nested_run_per_trial(mlflow_server, numpy_adapter):
     built = []
 
@@ -151,6 +143,7 @@ def test_resume_reattaches_to_the_study_run_and_closes_orphaned_trials(mlflow_se
     assert tags_of(children[2])["mlflow.parentRunId"] == dead.run_id
 
 
+@pytest.mark.slow
 def test_a_resumed_tune_keeps_one_study_run(mlflow_server, numpy_adapter):
     calls = []
 
@@ -209,6 +202,7 @@ def test_best_model_is_logged_with_its_flavour_signature_and_example(mlflow_serv
     np.testing.assert_allclose(np.asarray(loaded.predict(X[:3])), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_keras_study_logs_the_best_model_with_the_keras_flavour(mlflow_server, monkeypatch):
     keras = pytest.importorskip("keras")
     import mlflow

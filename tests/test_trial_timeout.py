@@ -9,9 +9,10 @@ import pytest
 from tests.fakes import NumpyAdapter, NumpyModel, blobs
 from tuner import tune
 from tuner.adapters import base
+from tuner.cli.spec import parse_spec
 from tuner.errors import ConfigError, StudyAborted
-from tuner.jobs import parse_spec
-from tuner.runner import TrialContext, run_trial
+from tuner.trial.dispatch import run_trial
+from tuner.trial.runner import TrialContext
 
 SPACE = {
     "knobs": {
@@ -40,9 +41,8 @@ class StubbornAdapter(NumpyAdapter):
 
 
 @pytest.fixture(autouse=True)
-def numpy_adapter(monkeypatch):
-    fakes = ["tests.test_trial_timeout:StubbornAdapter", "tests.fakes:NumpyAdapter"]
-    monkeypatch.setattr(base, "ADAPTERS", [*fakes, *base.ADAPTERS])
+def stubborn_adapter(numpy_adapter, monkeypatch):  # numpy_adapter: conftest.py
+    monkeypatch.setattr(base, "ADAPTERS", ["tests.test_trial_timeout:StubbornAdapter", *base.ADAPTERS])
 
 
 def run(builder, **kw):
@@ -69,6 +69,7 @@ def assert_alarm_cleared():
     assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
 
 
+@pytest.mark.slow
 def test_trial_hanging_inside_an_epoch_is_stopped_and_the_study_goes_on():
     # trial 1 hangs in epoch 3; 6 s leaves room for its first epochs on a loaded machine
     r = run(hangs_on({3}, hang_at=3), trial_timeout=6)
@@ -114,6 +115,7 @@ def test_timeout_swallowed_by_user_code_still_stops_the_trial():
     assert r.records[1].state == "complete"
 
 
+@pytest.mark.slow
 def test_timeouts_count_as_failures_for_the_abort_rule():
     with pytest.raises(StudyAborted, match="trial_timeout=1s"):
         run(hangs_on({2, 3, 4, 5}, hang_at=0), n_trials=6, trial_timeout=1)
@@ -129,9 +131,9 @@ def test_no_trial_timeout_means_no_alarm(monkeypatch):
 
 def _ctx(builder, max_epochs=6, cv=None):
     from tuner.adapters.base import FitSettings
-    from tuner.data import prepare
-    from tuner.metrics import resolve_metrics
-    from tuner.objectives import parse_objective
+    from tuner.data.prepare import prepare
+    from tuner.trial.metrics import resolve_metrics
+    from tuner.trial.objectives import parse_objective
 
     p = prepare(blobs(n=200), test=None, cv=cv, seed=0)
     obj = parse_objective("val_loss", p.task)
@@ -174,6 +176,7 @@ def test_a_program_that_uses_sigalrm_keeps_its_handler():
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.slow
 def test_cv_folds_share_one_deadline():
     ctx = _ctx(lambda: NumpyModel(5, 3, sleep=0.3), max_epochs=4, cv=3)
     rec = run_trial(ctx, 0, PARAMS, trial_timeout=2).record
@@ -195,6 +198,7 @@ def test_job_spec_budget_takes_trial_timeout():
         parse_spec("builder: m:f\ndata: m:g\nbudget: {trial_timeout: -2}\n")
 
 
+@pytest.mark.slow
 def test_keras_trial_hanging_in_its_first_epoch_is_stopped_and_keras_keeps_working():
     keras = pytest.importorskip("keras")
 

@@ -19,27 +19,37 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelError",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "Tracker",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from tuner.api import tune
     from tuner.errors import ConfigError, DataError, ModelError, TunerError
-    from tuner.hp import HyperParameters
-    from tuner.lr_range import lr_range_test
-    from tuner.result import Result
-    from tuner.space import SearchSpace
+    from tuner.executors import Executor, LocalExecutor, RayExecutor
+    from tuner.insight.lr_range import lr_range_test
+    from tuner.insight.result import Result
+    from tuner.space.hp import HyperParameters
+    from tuner.space.searchspace import SearchSpace
+    from tuner.tracking import Tracker
 
 _LAZY = {
     "tune": "tuner.api",
-    "lr_range_test": "tuner.lr_range",
-    "Result": "tuner.result",
-    "HyperParameters": "tuner.hp",
-    "SearchSpace": "tuner.space",
+    "lr_range_test": "tuner.insight.lr_range",
+    "Result": "tuner.insight.result",
+    "HyperParameters": "tuner.space.hp",
+    "SearchSpace": "tuner.space.searchspace",
     "TunerError": "tuner.errors",
     "ConfigError": "tuner.errors",
     "DataError": "tuner.errors",
     "ModelError": "tuner.errors",
+    "Executor": "tuner.executors",
+    "LocalExecutor": "tuner.executors",
+    "RayExecutor": "tuner.executors",
+    "Tracker": "tuner.tracking",
 }
 
 

@@ -7,26 +7,27 @@ import gc
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tuner import __version__
 from tuner.adapters.base import FitSettings, adapter_for
-from tuner.data import PreparedData, prepare
-from tuner.errors import ConfigError, ModelError, TunerError
-from tuner.evaluation import EvalOptions, check_options, finish, summary_for
-from tuner.executors.base import Executor, StudyJob, get_executor
-from tuner.hp import HyperParameters
-from tuner.lr_range import narrow_for_study
-from tuner.metrics import resolve_metrics
-from tuner.objectives import parse_objective
+from tuner.config import SETTINGS, check_settings
+from tuner.data.prepare import PreparedData, prepare
+from tuner.errors import ModelError, TunerError
+from tuner.executors import Executor, StudyJob, get_executor
+from tuner.insight.evaluation import EvalOptions, finish, summary_for
+from tuner.insight.lr_range import narrow_for_study
+from tuner.insight.result import Result
 from tuner.progress import Progress, ProgressMode
-from tuner.result import Result
-from tuner.runner import FailurePolicy, TrialContext, build, seed_everything, takes_hp
-from tuner.space import SearchSpace, resolve
-from tuner.study import check_resumable, storage_url, stored_records
-from tuner.study_owner import check_owner
-from tuner.timeouts import check_trial_timeout
+from tuner.space.hp import HyperParameters
+from tuner.space.searchspace import SearchSpace, resolve
+from tuner.study.owner import check_owner
+from tuner.study.storage import check_resumable, storage_url, stored_records
+from tuner.tracking import StudyInfo, make_tracker
+from tuner.trial.metrics import resolve_metrics
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import FailurePolicy, TrialContext, build, seed_everything, takes_hp
 
 __all__ = ["tune"]
 
@@ -62,27 +63,21 @@ def tune(
     progress: ProgressMode = True,
     storage: str | None = None,
     max_consecutive_failures: int = 3,
-    executor_options: dict[str, Any] | None = None,
-    resources_per_trial: dict[str, float] | None = None,
-    max_concurrent_trials: int | None = None,
-    ray_address: str | None = None,
-    max_failures: int = 0,
     device: str | None = None,
 ) -> Result:
     """Search the regularization settings of ``build_model`` on ``data``; see the README.
 
-    ``build_model()`` or ``build_model(hp)`` returns a fresh model. The best configuration
-    is refit and scored once on the held-out test part. ``storage`` is the Optuna RDB URL
-    or SQLite path of the study (default ``./.regtuner/studies.db``). ``resources_per_trial``,
-    ``max_concurrent_trials``, ``ray_address`` and ``max_failures`` apply to ``executor="ray"``
-    (see :mod:`tuner.executors.ray`). ``device`` is torch's training device ("cpu", "cuda",
-    "cuda:1"; None: CUDA when present); a GPU that does not exist is a ConfigError before any trial.
-    ``trial_timeout`` (seconds) stops and fails any one trial that runs longer (:mod:`tuner.timeouts`).
+    ``build_model()`` or ``build_model(hp)`` returns a fresh model. The best configuration is refit
+    and scored once on the held-out test part. ``executor`` is ``"local"``, ``"ray"`` or an
+    :class:`~tuner.executors.Executor` such as ``RayExecutor(resources_per_trial={"gpu": 0.5})``.
+    ``storage`` is the Optuna RDB URL or SQLite path of the study (default ``./.regtuner/studies.db``).
+    ``device`` is torch's training device ("cpu", "cuda", "cuda:1"; None: CUDA when present).
+    Settings are checked (:mod:`tuner.config`) before any data is split or model built.
     """
-    _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, experiment)
-    _check_inputs(loss, resume, max_consecutive_failures, executor_options)
-    trial_timeout = check_trial_timeout(trial_timeout)
-    check_options(repeats, baselines, lr_range, test)
+    given = {k: v for k, v in locals().items() if k in SETTINGS}
+    check_settings({**given, "task": task, "validation_split": validation_split, "test": test, "cv": cv})
+    trial_timeout = None if trial_timeout is None else float(trial_timeout)
+    runner = get_executor(executor)
     url = storage_url(storage)  # an unwritable storage fails before any model is built
     prepared = prepare(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
@@ -90,8 +85,7 @@ def tune(
     search_space = resolve(space).for_task(prepared.task)
     obj = parse_objective(objective, prepared.task)
     names = resolve_metrics(prepared.task, metrics)
-    if device is not None and not isinstance(device, str):
-        device = str(device)  # a torch.device; checked against the machine by the torch adapter
+    device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     takes_hp(build_model)
     ctx = TrialContext.create(
@@ -99,28 +93,10 @@ def tune(
     )
     framework = _preflight(ctx, search_space)
     lr_test, lr_notes = None, []
-    if lr_range:  # narrow the space's learning-rate bounds first (tuner.lr_range)
+    if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
         search_space, lr_test, lr_notes = narrow_for_study(ctx, search_space)
-
     base_name = _default_name(build_model, prepared)
-    name = study_name or base_name
-    if study_name is None and not resume and _exists(url, name):
-        name = stamped = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-        for n in range(2, 1000):  # a second study of the same builder and data within the second
-            if not _exists(url, name):
-                break
-            name = f"{stamped}-{n}"
-    ray_options = {
-        "resources_per_trial": resources_per_trial,
-        "max_concurrent_trials": max_concurrent_trials,
-        "ray_address": ray_address,
-        "max_failures": max_failures or None,
-    }  # Ray executor settings; the local executor refuses any that is set
-    options = {**(executor_options or {}), **{k: v for k, v in ray_options.items() if v is not None}}
-    runner = get_executor(executor, **options)
-
-    from tuner.tracking import StudyInfo, make_tracker
-
+    name = study_name or _fresh_name(url, base_name, resume)
     attrs = {
         "fingerprint": prepared.fingerprint,
         "objective": list(obj.names),
@@ -130,16 +106,17 @@ def tune(
     prior = _study_attrs(url, name) if resume else {}
     check_resumable(name, prior, attrs)
     check_owner(name, prior)  # before tracking reopens the study run another live process writes
+    experiment = experiment or study_name or base_name
     tracker = make_tracker(
         tracking,
-        experiment or study_name or base_name,
+        experiment,
         parent_run_id=prior.get("mlflow_run_id"),
         study_uid=prior.get("mlflow_study_uid"),
     )
     tracker.start_study(
         StudyInfo(
             study_name=name,
-            experiment=experiment or study_name or base_name,
+            experiment=experiment,
             executor=getattr(runner, "name", type(runner).__name__),
             objective=obj.names,
             directions=obj.directions,
@@ -184,7 +161,20 @@ def tune(
         on_trial=bar.update,
         trial_timeout=trial_timeout,
     )
-    status = "FAILED"
+    evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
+    return _run(runner, job, prepared, evaluation, framework, bar)
+
+
+def _run(
+    runner: Executor,
+    job: StudyJob,
+    prepared: PreparedData,
+    evaluation: EvalOptions,
+    framework: str,
+    bar: Progress,
+) -> Result:
+    """Run the study, then the honest evaluation; the study's MLflow run ends whatever happens."""
+    status, result = "FAILED", None
     # Everything alive now (frameworks, data) lives for the whole study: freezing it keeps the
     # per-trial gc.collect() that frees each model from rescanning millions of objects.
     gc.collect()
@@ -192,8 +182,8 @@ def tune(
     try:
         study = runner.run(job)
         bar.close()
-        evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
-        result = finish(study, ctx, prepared, search_space, obj, tracker.run_id, evaluation)
+        ctx, tracker = job.ctx, job.tracker
+        result = finish(study, ctx, prepared, job.space, ctx.objective, tracker.run_id, evaluation)
         if result.best_model is not None:  # with its framework's MLflow flavour, signature, example
             tracker.log_model(result.best_model, framework, ctx.train[0])
         status = "FINISHED"
@@ -203,39 +193,21 @@ def tune(
     finally:
         gc.unfreeze()
         bar.close()
-        with summary_for(result if status == "FINISHED" else None, tracker) as summary:
-            tracker.end_study(summary, status=status)
+        with summary_for(result if status == "FINISHED" else None, job.tracker) as summary:
+            job.tracker.end_study(summary, status=status)
     return result
 
 
-def _check_settings(n_trials, timeout, max_epochs, seed, progress, study_name, experiment) -> None:
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
-        raise ConfigError(f"n_trials must be a positive int, got {n_trials!r}.")
-    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
-        raise ConfigError(f"max_epochs must be a positive int, got {max_epochs!r}.")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
-    ):
-        raise ConfigError(f"timeout must be None (no limit) or seconds > 0, got {timeout!r}.")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an int >= 0, got {seed!r}.")
-    if progress not in (True, False, "always"):
-        raise ConfigError(f"progress must be True, False or 'always', got {progress!r}.")
-    for label, value in (("study_name", study_name), ("experiment", experiment)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigError(f"{label} must be a non-empty string, got {value!r}.")
-
-
-def _check_inputs(loss: Any, resume: Any, max_consecutive_failures: Any, executor_options: Any) -> None:
-    if loss is not None and not isinstance(loss, str) and not callable(loss):
-        raise ConfigError(f"loss must be None (inferred), a loss name or a callable, got {loss!r}.")
-    if not isinstance(resume, bool):
-        raise ConfigError(f"resume must be True or False, got {resume!r}.")
-    limit = max_consecutive_failures
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"max_consecutive_failures must be an int >= 1, got {limit!r}.")
-    if executor_options is not None and not isinstance(executor_options, Mapping):
-        raise ConfigError(f"executor_options must be a dict of executor settings, got {executor_options!r}.")
+def _fresh_name(url: str, base_name: str, resume: bool) -> str:
+    """``base_name``, stamped with the time when a study of that name exists (and this is no resume)."""
+    if resume or not _exists(url, base_name):
+        return base_name
+    name = stamped = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    for n in range(2, 1000):  # a second study of the same builder and data within the second
+        if not _exists(url, name):
+            break
+        name = f"{stamped}-{n}"
+    return name
 
 
 def _default_name(build_model: Callable[..., Any], prepared: PreparedData) -> str:

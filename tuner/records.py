@@ -6,10 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["TaskInfo", "Injection", "TrialRecord", "TrialState", "STATES"]
+__all__ = ["TaskInfo", "Injection", "TrialRecord", "TrialState", "STATES", "INTERRUPTED", "is_interrupted"]
 
 TrialState = Literal["complete", "pruned", "failed"]
 STATES: tuple[str, ...] = ("complete", "pruned", "failed")
+
+#: error of a failed trial whose process stopped before it finished (a kill, a lost node)
+INTERRUPTED = "interrupted: the process running this trial stopped before the trial finished"
+
+
+def is_interrupted(error: str | None) -> bool:
+    """True for the error of a trial that :data:`INTERRUPTED` describes."""
+    return (error or "").startswith("interrupted")
 
 
 @dataclass(frozen=True)

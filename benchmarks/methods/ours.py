@@ -174,7 +174,7 @@ def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> 
 
 def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: the user's model as written (no dropout, the least L2) as a second start point."""
-    from tuner.space import resolve
+    from tuner.space.searchspace import resolve
 
     preset = resolve(_space(split))
     low_l2 = preset.distributions["l2"].low
@@ -186,7 +186,7 @@ def regtuner_user_start(split: Split, budget: Budget, seed: int, framework: str)
 
 def start_space(preset: str, **values: Any) -> dict[str, Any]:
     """``preset`` with its start point changed to ``values`` (no values: no start point)."""
-    from tuner.space import resolve
+    from tuner.space.searchspace import resolve
 
     starts = resolve(preset).start_points
     return {"extends": preset, "start": [{**starts[0], **values}] if values else []}
@@ -221,7 +221,7 @@ def regtuner_pat10(split: Split, budget: Budget, seed: int, framework: str) -> R
 def regtuner_smooth_select(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: choose the trial by its objective averaged over the best epoch and its two
     neighbours, not at the best epoch alone (the minimum of a noisy curve flatters lucky trials)."""
-    import tuner.evaluation as evaluation
+    import tuner.insight.evaluation as evaluation
 
     plain = evaluation._choose
 
@@ -261,14 +261,14 @@ def _space(split: Split) -> str:
 
 
 def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str) -> Row:
-    """Train one fixed configuration the way ``tune()``'s baselines do (tuner.baselines)."""
+    """Train one fixed configuration the way ``tune()``'s baselines do (tuner.insight.baselines)."""
     from tuner.adapters.base import FitSettings
-    from tuner.baselines import textbook_params
-    from tuner.data import prepare
-    from tuner.metrics import resolve_metrics
-    from tuner.objectives import parse_objective
-    from tuner.refit import evaluate
-    from tuner.runner import TrialContext
+    from tuner.data.prepare import prepare
+    from tuner.insight.baselines import textbook_params
+    from tuner.insight.refit import evaluate
+    from tuner.trial.metrics import resolve_metrics
+    from tuner.trial.objectives import parse_objective
+    from tuner.trial.runner import TrialContext
 
     start = time.perf_counter()
     prepared = prepare(split.data(framework), seed=seed)

@@ -90,7 +90,7 @@ class SobolStartTPE(BaseSampler):
 def regtuner_sobol_start(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """The ``regtuner`` study with :class:`SobolStartTPE` around regtuner's own TPE."""
     from benchmarks.methods.ours import _variant
-    from tuner.study import make_sampler
+    from tuner.study.search import make_sampler
 
     def sampler(seed: int, n_trials: int, offset: int = 0) -> BaseSampler:
         tpe = make_sampler(seed, n_trials, offset)

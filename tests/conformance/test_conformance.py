@@ -14,11 +14,12 @@ from tuner import tune
 from tuner.adapters.base import FitSettings, adapter_for
 from tuner.adapters.schedules import make_schedule
 from tuner.errors import ModelError
-from tuner.hp import HyperParameters
-from tuner.metrics import resolve_metrics, standard_loss
-from tuner.objectives import parse_objective
 from tuner.records import TaskInfo
-from tuner.runner import EpochMonitor, FailurePolicy, NullReporter, TrialContext, build, run_trial
+from tuner.space.hp import HyperParameters
+from tuner.trial.dispatch import run_trial
+from tuner.trial.metrics import resolve_metrics, standard_loss
+from tuner.trial.objectives import parse_objective
+from tuner.trial.runner import EpochMonitor, FailurePolicy, NullReporter, TrialContext, build
 
 MULTI = TaskInfo("multiclass", 3, (0, 1, 2))
 REG = TaskInfo("regression", 0, n_outputs=1)
@@ -127,6 +128,7 @@ def test_hp_builder_applies_its_values_and_nothing_is_injected_twice(fw):
     ad.release()
 
 
+@pytest.mark.slow
 def test_tune_runs_an_hp_builder_end_to_end(fw):
     X, y = rows(160, 5)
     space = {
@@ -194,6 +196,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow  # 30 trials of each framework
 def test_memory_does_not_grow_across_30_trials(fw):
     ctx = context(lambda: fw.model(MULTI, N_IN), max_epochs=1)
     params = {**BASE, "dropout": 0.1, "l2": 1e-4}

@@ -1,7 +1,7 @@
 """Data augmentation, framework-neutral: names, magnitudes, and numpy versions for tabular data.
 
 A trial's policy is the ``augmentation`` parameter: names joined by ``+`` (``"flip+cutout"``),
-or ``"none"`` (parsed by :func:`tuner.space.parse_policy`). Its strength is ``augment_strength``
+or ``"none"`` (parsed by :func:`tuner.space.searchspace.parse_policy`). Its strength is ``augment_strength``
 in [0, 1] (default 0.5). Each
 framework adapter implements the names for its tensors with the magnitudes below, so
 that one policy means the same thing in Keras, torch and scikit-learn:
@@ -32,6 +32,7 @@ import numpy as np
 
 from tuner.errors import ConfigError
 from tuner.records import Injection
+from tuner.space.knobs import parse_policy
 
 __all__ = [
     "POLICY_KEY",
@@ -113,26 +114,13 @@ def _strength(strength: Any) -> float:
     return s
 
 
-def _split(policy: str) -> list[str]:
-    try:
-        from tuner.space import parse_policy  # the space owns the syntax when it exists
-    except ImportError:
-        parse_policy = None
-    if parse_policy is not None:
-        return list(parse_policy(policy))
-    text = policy.strip().lower()
-    if text in ("", "none"):
-        return []
-    return [p.strip() for p in text.split("+") if p.strip()]
-
-
 def policy_names(policy: str | None) -> tuple[str, ...]:
     """The augmentation names in ``policy`` (``None`` and ``"none"`` give no names)."""
     if policy is None:
         return ()
     if not isinstance(policy, str):
         raise ConfigError(f"{POLICY_KEY} must be a string such as 'flip+mixup' or 'none', got {policy!r}.")
-    names = tuple(dict.fromkeys(_split(policy)))
+    names = tuple(dict.fromkeys(parse_policy(policy)))
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
         raise ConfigError(

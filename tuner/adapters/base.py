@@ -35,9 +35,9 @@ __all__ = [
 # "module:Class" of every adapter, tried in order. Modules are imported only when a
 # model that may belong to them shows up, so no framework loads with ``import tuner``.
 ADAPTERS: list[str] = [
-    "tuner.adapters.keras:KerasAdapter",
-    "tuner.adapters.torch:TorchAdapter",
-    "tuner.adapters.sklearn:SklearnAdapter",
+    "tuner.adapters.keras.adapter:KerasAdapter",
+    "tuner.adapters.torch.adapter:TorchAdapter",
+    "tuner.adapters.sklearn.adapter:SklearnAdapter",
 ]
 
 

@@ -7,17 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tuner.errors import ConfigError
 from tuner.records import TrialRecord
-from tuner.runner import FailurePolicy, TrialContext
+from tuner.trial.runner import FailurePolicy, TrialContext
 
 if TYPE_CHECKING:
     import optuna
 
-    from tuner.space import SearchSpace
-    from tuner.tracking import Tracker
+    from tuner.space.searchspace import SearchSpace
+    from tuner.tracking.base import Tracker
 
-__all__ = ["Executor", "StudyJob", "get_executor"]
+__all__ = ["Executor", "StudyJob"]
 
 
 @dataclass
@@ -37,7 +36,7 @@ class StudyJob:
     policy: FailurePolicy
     study_attrs: dict[str, Any]
     on_trial: Callable[[TrialRecord], None] | None = None  # progress display
-    trial_timeout: float | None = None  # seconds one trial may run (tuner.timeouts)
+    trial_timeout: float | None = None  # seconds one trial may run (tuner.trial.timeouts)
 
 
 class Executor(abc.ABC):
@@ -48,23 +47,3 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def run(self, job: StudyJob) -> optuna.Study:
         """Run until ``job.n_trials`` trials have finished or ``job.timeout`` passed."""
-
-
-def get_executor(executor: str | Executor, **options: Any) -> Executor:
-    if isinstance(executor, Executor):
-        if options:
-            raise ConfigError(f"executor options {sorted(options)} apply to named executors only.")
-        return executor
-    if executor == "local":
-        from tuner.executors.local import LocalExecutor
-
-        return LocalExecutor(**options)
-    if executor == "ray":
-        try:
-            from tuner.executors.ray import RayExecutor
-        except ModuleNotFoundError as exc:
-            if exc.name == "tuner.executors.ray":
-                raise ConfigError("executor='ray' is not available in this version.") from None
-            raise
-        return RayExecutor(**options)
-    raise ConfigError(f"executor must be 'local', 'ray' or an Executor instance, got {executor!r}.")

@@ -6,11 +6,12 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from tuner.errors import ConfigError, TrialFailed, TrialPruned
+from tuner.errors import TrialFailed, TrialPruned
 from tuner.executors.base import Executor, StudyJob
-from tuner.runner import run_trial
-from tuner.storage_faults import storage_failure
-from tuner.study import ATTR, finished_count, make_pruner, make_sampler, open_study, record_attrs
+from tuner.study.faults import storage_failure
+from tuner.study.search import make_pruner, make_sampler
+from tuner.study.storage import ATTR, finished_count, open_study, record_attrs
+from tuner.trial.dispatch import run_trial
 
 if TYPE_CHECKING:
     import optuna
@@ -36,13 +37,6 @@ class LocalExecutor(Executor):
     """Trials one after another in this process; SQLite storage makes a study resumable."""
 
     name = "local"
-
-    def __init__(self, **options: object) -> None:
-        if options:
-            raise ConfigError(
-                f"the local executor takes no options, got {sorted(options)}; resources_per_trial, "
-                "max_concurrent_trials, ray_address and max_failures apply to executor='ray'."
-            )
 
     def run(self, job: StudyJob) -> optuna.Study:
         import optuna

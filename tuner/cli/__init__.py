@@ -1,0 +1,5 @@
+"""The ``regtuner`` command and its job specs."""
+
+from tuner.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,177 @@
+"""``regtuner run | submit | status | logs | stop | jobs``: job spec files, here or on a Ray cluster.
+
+``run`` runs a spec's study in this process (local or Ray executor); ``submit`` sends ``regtuner run``
+to a Ray cluster through the Ray Jobs API and prints the job id; the others follow jobs there. A spec
+is checked (keys, references, space, executor settings) before anything runs or is submitted: a bad
+spec or an unreachable address exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from tuner.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> dict[str, Any]:
+    run = subparsers.add_parser(
+        "run",
+        help="run the study a job spec describes, here",
+        description="Run the study of a job spec (YAML: builder, data, space, objective, budget, "
+        "executor, tracking) in this process. Modules are imported from the current folder.",
+    )
+    run.add_argument("spec", nargs="?", help="the job spec (YAML)")
+    run.add_argument("--spec-env", metavar="VAR", help=argparse.SUPPRESS)  # the spec's text in $VAR
+    run.add_argument("--check", action="store_true", help="check the spec and its imports, run nothing")
+    run.add_argument("--resume", action="store_true", help="continue the spec's study (same study_name)")
+
+    submit = subparsers.add_parser(
+        "submit",
+        help="submit a job spec to a Ray cluster (Ray Jobs API)",
+        description="Check the spec here, then submit `regtuner run SPEC` to the cluster whose "
+        "dashboard is at --address; prints the job id. The cluster needs regtuner installed (see "
+        "docker/); --working-dir uploads your code with the job.",
+    )
+    submit.add_argument("spec", help="the job spec (YAML)")
+    _address(submit)
+    submit.add_argument("--working-dir", default=None, help="folder uploaded as the job's working directory")
+    submit.add_argument(
+        "--pip", nargs="+", default=[], metavar="PKG", help="extra pip packages installed for the job"
+    )
+    submit.add_argument("--job-id", default=None, help="submission id (default: regtuner-<study>-<time>)")
+    submit.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+
+    for name, text in (("status", "a job's status"), ("stop", "stop a job")):
+        p = subparsers.add_parser(name, help=text)
+        p.add_argument("job", help="job (submission) id")
+        _address(p)
+    logs = subparsers.add_parser("logs", help="a job's logs")
+    logs.add_argument("job", help="job (submission) id")
+    logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    _address(logs)
+    jobs = subparsers.add_parser("jobs", help="list the cluster's jobs")
+    _address(jobs)
+    return {"run": _run, "submit": _submit, "status": _status, "logs": _logs, "stop": _stop, "jobs": _jobs}
+
+
+def _address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray dashboard URL, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, "
+        "or http://127.0.0.1:8265)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from tuner.cli.spec import load_spec, parse_spec
+
+    if args.spec_env:
+        text = os.environ.get(args.spec_env)
+        if text is None:
+            raise ConfigError(f"--spec-env {args.spec_env}: the variable is not set.")
+        return parse_spec(text, source=f"${args.spec_env}")
+    if not args.spec:
+        raise ConfigError("regtuner run needs a job spec: regtuner run spec.yaml")
+    return load_spec(args.spec)
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = _load(args)
+    spec.check()
+    if args.check:
+        print(f"{spec.source}: ok (builder {spec.builder}, data {spec.data}, executor {spec.executor})")
+        return 0
+    overrides = {"resume": True} if args.resume else {}
+    print(f"regtuner run {spec.source}: executor {spec.executor}", flush=True)
+    result = spec.run(**overrides)
+    print(result.report())
+    if result.mlflow_run_id:
+        print(f"MLflow study run: {result.mlflow_run_id}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from tuner.cli.spec import import_paths, load_spec
+    from tuner.executors.ray.jobs import JobsClient, job_request
+
+    spec = load_spec(args.spec)
+    if args.working_dir is not None:
+        with import_paths(os.path.abspath(args.working_dir)):  # type: ignore[arg-type]
+            spec.check()
+    else:
+        spec.check()
+    entrypoint, runtime_env = job_request(args.spec, args.working_dir, args.pip)
+    client = JobsClient(args.address)
+    job_id = client.submit(entrypoint, runtime_env, args.job_id or _job_id(spec))
+    print(job_id)
+    print(
+        f"submitted to {client.address}: regtuner status {job_id} / regtuner logs {job_id} --follow",
+        file=sys.stderr,
+    )
+    if args.wait:
+        for chunk in client.follow(job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return _exit_code(client.status(job_id))
+    return 0
+
+
+def _job_id(spec: Any) -> str:
+    name = spec.tune_args.get("study_name") or os.path.splitext(os.path.basename(spec.source))[0]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", str(name)).strip("-")[:40] or "study"
+    return f"regtuner-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from tuner.executors.ray.jobs import JobsClient
+
+    return JobsClient(args.address)
+
+
+def _status(args: argparse.Namespace) -> int:
+    info = _client(args).info(args.job)
+    print(f"{args.job}: {info.status}")
+    if info.message:
+        print(info.message)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if not args.follow:
+        sys.stdout.write(client.logs(args.job))
+        return 0
+    for chunk in client.follow(args.job):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    return _exit_code(client.status(args.job))
+
+
+def _stop(args: argparse.Namespace) -> int:
+    stopped = _client(args).stop(args.job)
+    print(f"{args.job}: {'stop requested' if stopped else 'already finished'}")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    rows = sorted(_client(args).jobs(), key=lambda j: j.start_time or 0)
+    for job in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((job.start_time or 0) / 1000))
+        ident = job.submission_id or job.job_id
+        print(f"{ident:<40} {job.status!s:<10} {started}  {(job.entrypoint or '')[:60]}")
+    if not rows:
+        print("no jobs")
+    return 0
+
+
+def _exit_code(status: str) -> int:
+    """After following a job: 0 when it succeeded, 1 otherwise."""
+    return 0 if str(status) == "SUCCEEDED" else 1

@@ -1,0 +1,227 @@
+"""The end of a study: choose, run the baselines, refit, score the test part once, diagnose.
+
+Order matters for honesty and memory: the chosen configuration is picked from the trials'
+validation numbers only; the baselines run next (outside the trial budget); then the chosen
+configuration is refit (``repeats`` times, seeds differ) and each refit is scored once on the
+held-out test part. ``Result.test_scores`` is the mean over repeats, ``test_std`` their spread,
+``test_se`` the standard error of repeat 0's scores from resampling the test rows, and
+``optimism`` the validation estimate minus the test score (positive: validation looked better).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuner.errors import StudyAborted
+from tuner.insight.baselines import run_baselines
+from tuner.insight.diagnostics import Evidence, diagnose, duplicate_rows, parameter_importances
+from tuner.insight.refit import bootstrap_se, evaluate, validation_scores
+from tuner.insight.report import write_files
+from tuner.insight.result import Result, trials_frame
+from tuner.records import TrialRecord
+from tuner.study.storage import record_from_trial
+from tuner.tracking.base import NullTracker, StudySummary
+from tuner.trial.folds import CV_KEY
+from tuner.trial.objectives import Objective, choose_pareto
+from tuner.trial.runner import TrialContext
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.data.prepare import PreparedData
+    from tuner.space.searchspace import SearchSpace
+    from tuner.tracking.base import Tracker
+
+__all__ = ["EvalOptions", "finish", "summary_for", "summary_metrics"]
+
+log = logging.getLogger("tuner")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How the end of the study measures: test repeats, baselines, and an LR range test to attach."""
+
+    repeats: int = 1
+    baselines: bool = True
+    lr_range: Any = None  # tuner.insight.lr_range.LRRangeResult when tune(lr_range=True) ran one
+    notes: tuple[str, ...] = ()  # more notes for the report (e.g. what the LR range test changed)
+
+
+def _choose(study: optuna.Study, complete: list[TrialRecord], obj: Objective) -> tuple[TrialRecord, Any]:
+    if not obj.is_multi:
+        pick = min if obj.directions[0] == "minimize" else max
+        return pick(complete, key=lambda r: r.values[0]), None
+    import pandas as pd
+
+    best_numbers = {t.number for t in study.best_trials}
+    members = [r for r in complete if r.number in best_numbers] or complete
+    chosen = members[choose_pareto([r.values for r in members], obj.directions)]
+    front = pd.DataFrame(
+        [{"number": r.number, **dict(zip(obj.names, r.values, strict=True))} for r in members]
+    )
+    return chosen, front
+
+
+def finish(
+    study: optuna.Study,
+    ctx: TrialContext,
+    prepared: PreparedData,
+    space: SearchSpace,
+    obj: Objective,
+    run_id: str | None,
+    options: EvalOptions | None = None,
+) -> Result:
+    """Build the study's :class:`Result` (see the module doc for the order of things)."""
+    from optuna.trial import TrialState
+
+    options = options or EvalOptions()
+    records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
+    complete = [r for r in records if r.state == "complete" and r.values]
+    if not complete:
+        failed = [r for r in records if r.state == "failed"]
+        first = f" First error: {failed[0].error}" if failed else ""
+        raise StudyAborted(
+            f"no trial completed ({len(records)} ran: {len(failed)} failed, "
+            f"{len(records) - len(failed)} pruned).{first}",
+            first_traceback=failed[0].traceback if failed else None,
+        )
+    chosen, front = _choose(study, complete, obj)
+    baselines = run_baselines(ctx, prepared, space) if options.baselines else []
+    ev = evaluate(
+        ctx,
+        chosen.params,
+        chosen.number,
+        prepared.test,
+        repeats=options.repeats,
+        keep_model=True,
+        record=chosen,
+    )
+    if ev.model is None:
+        log.warning("refit of trial %d failed: %s", chosen.number, "; ".join(ev.errors))
+    tests = ev.tests
+    test_scores = {k: float(np.mean([t[k] for t in tests])) for k in tests[0]} if tests else {}
+    test_std = {k: float(np.std([t[k] for t in tests], ddof=1)) for k in tests[0]} if len(tests) > 1 else {}
+    test_se: dict[str, float] = {}
+    if ev.test_pred is not None and prepared.test is not None:
+        test_se = bootstrap_se(ctx, prepared.test[1], np.asarray(ev.test_pred), with_loss=not ev.adapter_loss)
+    validation = validation_scores(chosen)
+    duplicates = {k: int(v) for k, v in prepared.leakage.items()}
+    if ctx.folds:
+        duplicates["train_duplicates"] = duplicate_rows(prepared.train[0])
+    importances = parameter_importances(study, obj)
+    evidence = Evidence(
+        task=prepared.task,
+        objective=obj,
+        records=records,
+        chosen=chosen,
+        validation=validation,
+        test=test_scores,
+        test_se=test_se,
+        baselines=baselines,
+        duplicates=duplicates,
+        importances=importances,
+        bounds=_float_bounds(study),
+        y_train=prepared.train[1],
+        y_test=prepared.test[1] if prepared.test is not None else None,
+        standard_loss=ctx.settings.loss is None or isinstance(ctx.settings.loss, str),
+        cv=len(ctx.folds) or None,
+    )
+    value = chosen.values[0] if not obj.is_multi else tuple(chosen.values)
+    cv = chosen.user_attrs.get(CV_KEY) if chosen.user_attrs else None
+    return Result(
+        best_params=dict(chosen.params),
+        best_value=value,
+        best_model=ev.model,
+        test_scores=test_scores,
+        validation_scores=validation,
+        trials=trials_frame(records, obj),
+        study=study,
+        mlflow_run_id=run_id,
+        objective=obj,
+        task=prepared.task,
+        best_trial=chosen.number,
+        records=records,
+        pareto_front=front,
+        notes=list(prepared.notes) + list(getattr(space, "notes", []) or []) + list(options.notes),
+        baselines=baselines,
+        diagnosis=diagnose(evidence),
+        importances=importances,
+        test_std=test_std,
+        test_se=test_se,
+        test_repeats=list(tests),
+        cv=dict(cv) if cv else None,
+        lr_range=options.lr_range,
+    )
+
+
+def _float_bounds(study: optuna.Study) -> dict[str, tuple[float, float]]:
+    import optuna
+
+    out: dict[str, tuple[float, float]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for name, dist in t.distributions.items():
+            if isinstance(dist, optuna.distributions.FloatDistribution) and dist.high > dist.low:
+                out.setdefault(name, (float(dist.low), float(dist.high)))
+    return out
+
+
+def summary_metrics(result: Result) -> dict[str, float]:
+    """Numbers for the parent MLflow run beside the test scores: validation, optimism, spread, cv."""
+    out: dict[str, float] = {f"val_{k}": v for k, v in result.validation_scores.items()}
+    out.update({f"optimism_{k}": v for k, v in result.optimism.items()})
+    out.update({f"test_{k}_std": v for k, v in result.test_std.items()})
+    out.update({f"test_{k}_se": v for k, v in result.test_se.items()})
+    if result.cv:
+        out.update({"cv_folds": float(result.cv["k"]), "cv_std": float(result.cv["std"])})
+    out["diagnosis_findings"] = float(len(result.diagnosis))
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def baseline_scores(result: Result) -> dict[str, dict[str, float]]:
+    """Per baseline ``{"val_accuracy": .., "test_accuracy": ..}`` (metrics ``baseline_<name>_val_...``)."""
+    out: dict[str, dict[str, float]] = {}
+    for b in result.baselines:
+        scores = {f"val_{k}": v for k, v in b.validation.items()}
+        scores.update({f"test_{k}": v for k, v in b.test.items()})
+        out[b.name] = {k: float(v) for k, v in scores.items() if np.isfinite(v)}
+    return out
+
+
+@contextlib.contextmanager
+def summary_for(result: Result | None, tracker: Tracker) -> Iterator[StudySummary]:
+    """The study summary for ``tracker.end_study``: numbers, baselines, and the report files as artifacts
+    (``report.md``, ``report.html``, ``diagnosis.json``, ``plots/``), written to a temporary folder."""
+
+    if result is None:
+        yield StudySummary({}, None, None, {}, {}, "")
+        return
+    value = result.best_value
+    base = dict(
+        best_params=result.best_params,
+        best_values=tuple(value) if isinstance(value, tuple) else (float(value),),
+        best_trial=result.best_trial,
+        test_scores=result.test_scores,
+        counts=result.counts,
+        report=result.report(),
+        extra_metrics=summary_metrics(result),
+        baseline_scores=baseline_scores(result),
+    )
+    if isinstance(tracker, NullTracker):
+        yield StudySummary(**base)
+        return
+    with tempfile.TemporaryDirectory(prefix="regtuner-report-") as tmp:
+        artifacts: dict[str, Any] = {}
+        try:
+            for path in write_files(result, Path(tmp)):
+                artifacts[path.relative_to(tmp).as_posix()] = path
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn never fails the study
+            log.warning("could not write the report files: %s", exc)
+        yield StudySummary(**base, artifacts=artifacts)

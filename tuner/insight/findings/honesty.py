@@ -1,0 +1,84 @@
+"""Rules on the honesty of the numbers: optimism of the validation estimate, a test score at chance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tuner.insight.findings.common import BOUNDED, fmt, main_metric, oriented
+from tuner.insight.findings.types import Evidence, Finding
+from tuner.trial.metrics import compute
+
+SE_FACTOR = 2.0
+FLOOR_BOUNDED = 0.02
+FLOOR_LOSS = 0.05  # relative
+
+
+def _metrics_to_check(ev: Evidence) -> list[str]:
+    primary = ev.objective.primary
+    first = primary[4:] if primary.startswith("val_") else "loss"
+    return list(dict.fromkeys([first, main_metric(ev.task), "loss"]))
+
+
+def high_optimism(ev: Evidence) -> list[Finding]:
+    if not ev.test:
+        return []
+    rows, flagged = {}, []
+    for name in _metrics_to_check(ev):
+        val, test = ev.validation.get(name), ev.test.get(name)
+        if val is None or test is None or not np.isfinite([val, test]).all():
+            continue
+        opt = oriented(name, val, test)
+        se = ev.test_se.get(name, 0.0)
+        floor = FLOOR_BOUNDED if name in BOUNDED else FLOOR_LOSS * abs(test)
+        rows[name] = {"validation": fmt(val), "test": fmt(test), "optimism": fmt(opt), "test_se": fmt(se)}
+        if opt > max(SE_FACTOR * se, floor):
+            flagged.append(name)
+    if not flagged:
+        return []
+    n = len(ev.complete)
+    evidence: dict[str, object] = {f"{k}.{m}": v for k, row in rows.items() for m, v in row.items()}
+    evidence.update({"complete_trials": n, "test_rows": 0 if ev.y_test is None else len(ev.y_test)})
+    first = flagged[0]
+    r = rows[first]
+    summary = (
+        f"The validation estimate is optimistic: {first} {r['validation']} on validation against "
+        f"{r['test']} on the held-out test part (optimism {r['optimism']}, more than {SE_FACTOR:g} test "
+        f"standard errors of {r['test_se']}). Picking the best of {n} trials on the same validation data "
+        "selected its luck along with its settings."
+    )
+    advice = (
+        "Trust the test score, not the best validation score. Use cv=k on small data, a larger validation "
+        "part, or fewer trials; repeats=r shows how much of a difference is seed noise."
+    )
+    return [Finding("high_optimism", summary, evidence, advice)]
+
+
+def at_chance(ev: Evidence) -> list[Finding]:
+    metric = main_metric(ev.task)
+    test = ev.test.get(metric)
+    if test is None or ev.y_train is None or ev.y_test is None or not len(ev.y_test):
+        return []
+    if ev.task.is_classification:
+        counts = np.bincount(ev.y_train.astype(np.int64), minlength=ev.task.n_classes)
+        pred = np.tile(np.eye(ev.task.n_classes)[int(np.argmax(counts))], (len(ev.y_test), 1))
+        what = "predicting the majority class"
+    else:
+        y = ev.y_train.reshape(len(ev.y_train), -1).astype(np.float64)
+        pred = np.tile(y.mean(axis=0), (len(ev.y_test), 1))
+        what = "predicting the training mean"
+    chance = compute(ev.task, ev.y_test, pred, (metric,))[metric]
+    se = ev.test_se.get(metric, 0.0)
+    if test - chance > SE_FACTOR * se:
+        return []
+    evidence = {f"test_{metric}": fmt(test), f"chance_{metric}": fmt(chance), "test_se": fmt(se)}
+    if metric in ev.validation:
+        evidence[f"validation_{metric}"] = fmt(ev.validation[metric])
+    summary = (
+        f"The test score is at chance: {metric} {test:.3f} on the test part, {what} gives {chance:.3f} "
+        f"(difference within {SE_FACTOR:g} standard errors of {se:.3f}). Nothing the model learned transfers."
+    )
+    advice = (
+        "Check that the labels match the rows and that the features can predict them; a validation score "
+        "above chance next to this one is selection luck or leakage, not signal."
+    )
+    return [Finding("at_chance", summary, evidence, advice)]

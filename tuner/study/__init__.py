@@ -1,0 +1,1 @@
+"""The Optuna study: storage, sampler, pruner, and who owns a running study."""

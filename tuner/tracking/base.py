@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import importlib.util
+import logging
 import os
 import re
 import urllib.parse
@@ -33,7 +34,11 @@ __all__ = [
     "TrackingWarning",
     "validate_tracking_uri",
     "redact_uri",
+    "failure_warning",
+    "log_unsent",
 ]
+
+log = logging.getLogger("tuner")
 
 
 class TrackingWarning(UserWarning):
@@ -295,3 +300,37 @@ def absolute_sqlite(uri: str) -> str:
         return uri
     absolute = os.path.abspath(urllib.parse.unquote(path))
     return f"sqlite:///{absolute}" + (f"?{query}" if query else "")
+
+
+def failure_warning(
+    uri: str | None, what: str, message: str, spool: str | None, spool_dir: str, local: bool
+) -> str:
+    """The one warning a study gets when tracking fails: what failed, where the rest goes; no secret.
+
+    Unsent operations went to the ``spool`` file when known, else under ``spool_dir``; ``local``: the
+    failure was in this process, so nothing was spooled."""
+    netloc = urllib.parse.urlsplit(uri or "").netloc
+    if "@" in netloc:  # MLflow's own messages may repeat the URL with its credentials
+        message = message.replace(netloc.rsplit("@", 1)[0], "***")
+    text = f"MLflow tracking at {redact_uri(uri)} failed to {what} ({message[:600]}). The study goes on"
+    if local:
+        text += "; this was not sent."
+    else:
+        where = f"spooled to {spool}" if spool else f"spooled under {spool_dir}"
+        text += (
+            f"; what could not be sent is {where} and replayed when the store is back "
+            "(at the end of the study, or with `regtuner sync`)."
+        )
+    return text + " Further failures are only counted (tracker.failures)."
+
+
+def log_unsent(finished: bool, spooled: int, uri: str | None, spool: str | None) -> None:
+    """Say, when a tracker closes, what it is still sending or could not send (and how to send it)."""
+    if not finished:
+        log.warning("MLflow tracking is still sending; it goes on in the background (tracking worker).")
+    elif spooled:
+        log.warning(
+            "%d MLflow tracking operations could not be sent to %s; they are kept in %s. "
+            "Run `regtuner sync` when the tracking server is back.",
+            spooled, redact_uri(uri), spool,
+        )  # fmt: skip

@@ -23,12 +23,10 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 import uuid
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ConfigError
@@ -39,20 +37,20 @@ from tuner.tracking.base import (
     Tracker,
     TrackingWarning,
     absolute_sqlite,
-    cut,
+    failure_warning,
+    log_unsent,
     params_to_strings,
     redact_uri,
 )
 from tuner.tracking.model_logging import FLAVORS, save_model, warm_up
 from tuner.tracking.ops import (
-    MAX_TAG_VALUE,
-    metric_rows,
+    TrialBuffer,
     now,
     restore_op,
     study_ops,
     summary_ops,
+    trial_create_op,
     trial_outcome,
-    trial_tags,
 )
 from tuner.tracking.spool import spool_dir, stage, staged_dir
 from tuner.tracking.worker import EventHandler, ThreadTransport, Transport, close_with, start_transport
@@ -67,15 +65,6 @@ WAIT_SECONDS = 60.0  # longest wait for the study run's id or the resolved URI
 REMOTE_FLUSH_SECONDS = 60.0  # a pickled tracker waits this long for its trial's run at the trial's end
 CLOSE_SECONDS = float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120"))
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-
-@dataclass
-class _TrialRun:
-    params: dict[str, str] = field(default_factory=dict)
-    params_sent: bool = False
-    epochs_sent: int = 0  # epochs [0, epochs_sent) are queued
-    buffer: list[list[Any]] = field(default_factory=list)  # [key, value, timestamp ms, step]
-    last_flush: float = field(default_factory=time.monotonic)
 
 
 class MlflowTracker(Tracker):
@@ -112,7 +101,7 @@ class MlflowTracker(Tracker):
         self._spool_dir = str(spool_dir(spool_directory))
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._trials: dict[int, _TrialRun] = {}
+        self._trials: dict[int, TrialBuffer] = {}
         self._runs: dict[str, str] = {}  # uid -> run id, as the worker reports them
         self._transport: Transport | None = None
         self._flush_ids = itertools.count(1)
@@ -214,10 +203,10 @@ class MlflowTracker(Tracker):
     def epoch_logged(self, number: int, epoch: int, metrics: Mapping[str, float]) -> None:
         with self._guard("log an epoch"):
             trial = self._trial(number)
-            trial.buffer.extend(metric_rows(metrics, epoch))
+            trial.add(metrics, epoch)
             trial.epochs_sent = max(trial.epochs_sent, epoch + 1)
             due = time.monotonic() - trial.last_flush >= FLUSH_SECONDS
-            if len(trial.buffer) >= FLUSH_METRICS or due:
+            if len(trial.rows) >= FLUSH_METRICS or due:
                 self._send_trial(number, trial)
 
     def trial_finished(self, record: TrialRecord) -> None:
@@ -226,10 +215,10 @@ class MlflowTracker(Tracker):
             if not trial.params:
                 trial.params = params_to_strings(record.params)
             for step in range(trial.epochs_sent, len(record.epochs)):  # epochs not reported live
-                trial.buffer.extend(metric_rows(record.epochs[step], step))
+                trial.add(record.epochs[step], step)
             trial.epochs_sent = len(record.epochs)
             finals, tags = trial_outcome(record)
-            trial.buffer.extend(metric_rows(finals, max(len(record.epochs) - 1, 0)))
+            trial.add(finals, max(len(record.epochs) - 1, 0))
             uid = self._send_trial(record.number, trial, tags)
             self._trials.pop(record.number, None)
             if record.traceback:
@@ -310,14 +299,7 @@ class MlflowTracker(Tracker):
         with self._changed:
             self._warn_pending()
             spooled, path = self.status.get("spooled", 0), self.status.get("spool")
-        if not finished:
-            log.warning("MLflow tracking is still sending; it goes on in the background (tracking worker).")
-        elif spooled:
-            log.warning(
-                "%d MLflow tracking operations could not be sent to %s; they are kept in %s. "
-                "Run `regtuner sync` when the tracking server is back.",
-                spooled, redact_uri(self._uri), path,
-            )  # fmt: skip
+        log_unsent(finished, spooled, self._uri, path)
         return finished
 
     # -- internals ----------------------------------------------------------------------------------
@@ -334,31 +316,22 @@ class MlflowTracker(Tracker):
                 self._queue_warning(what, " ".join(f"{type(exc).__name__}: {exc}".split()), local=True)
                 self._warn_pending()
 
-    def _trial(self, number: int) -> _TrialRun:
+    def _trial(self, number: int) -> TrialBuffer:
         trial = self._trials.get(number)
         if trial is None:
-            trial = self._trials[number] = _TrialRun()
-            tags = trial_tags(number, self._info.study_name if self._info is not None else None)
-            create = {"op": "create", "run": f"{self._uid}.{number}", "experiment": self._experiment_name(),
-                      "name": f"trial-{number:04d}", "tags": tags, "parent": self._uid,
-                      "time": now()}  # fmt: skip
-            if self._remote:  # a Ray worker: an attempt before this one (its worker died) may have made it
-                create["find"] = True
-            self._put(create)
+            trial = self._trials[number] = TrialBuffer()
+            study_name = self._info.study_name if self._info is not None else None
+            # a Ray worker looks first: an attempt before this one (its worker died) may have made it
+            self._put(trial_create_op(self._uid, number, self._experiment_name(), study_name, self._remote))
         return trial
 
     def _experiment_name(self) -> str:
         return (self._info.experiment if self._info is not None else None) or self.experiment
 
-    def _send_trial(self, number: int, trial: _TrialRun, tags: Mapping[str, str] | None = None) -> str:
+    def _send_trial(self, number: int, trial: TrialBuffer, tags: Mapping[str, str] | None = None) -> str:
         uid = f"{self._uid}.{number}"
-        op: dict[str, Any] = {"op": "log", "run": uid, "metrics": trial.buffer}
-        if not trial.params_sent and trial.params:
-            op["params"], trial.params_sent = trial.params, True
-        if tags:
-            op["tags"] = {k: cut(v, MAX_TAG_VALUE) for k, v in tags.items()}
-        trial.buffer, trial.last_flush = [], time.monotonic()
-        if len(op) > 3 or op["metrics"]:
+        op = trial.take(uid, tags)
+        if op is not None:
             self._put(op)
         return uid
 
@@ -418,20 +391,7 @@ class MlflowTracker(Tracker):
         if self._warned:
             return
         self._warned = True
-        netloc = urllib.parse.urlsplit(self._uri or "").netloc
-        if "@" in netloc:  # MLflow's own messages may repeat the URL with its credentials
-            message = message.replace(netloc.rsplit("@", 1)[0], "***")
-        text = f"MLflow tracking at {redact_uri(self._uri)} failed to {what} ({message[:600]}). "
-        text += "The study goes on"
-        if local:
-            text += "; this was not sent."
-        else:
-            where = f"spooled to {spool}" if spool else f"spooled under {self._spool_dir}"
-            text += (
-                f"; what could not be sent is {where} and replayed when the store is back "
-                "(at the end of the study, or with `regtuner sync`)."
-            )
-        self._warnings.append(text + " Further failures are only counted (tracker.failures).")
+        self._warnings.append(failure_warning(self._uri, what, message, spool, self._spool_dir, local))
 
     def _warn_pending(self) -> None:
         while self._warnings:

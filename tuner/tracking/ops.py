@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.records import TrialRecord, is_interrupted
@@ -31,6 +32,8 @@ __all__ = [
     "study_ops",
     "trial_outcome",
     "trial_tags",
+    "trial_create_op",
+    "TrialBuffer",
     "trial_status",
     "restore_op",
     "summary_ops",
@@ -116,6 +119,42 @@ def trial_tags(number: int, study_name: str | None) -> dict[str, str]:
     if study_name is not None:
         tags["regtuner.study"] = cut(study_name, MAX_TAG_VALUE)
     return tags
+
+
+def trial_create_op(
+    study_uid: str, number: int, experiment: str, study_name: str | None, find: bool
+) -> dict[str, Any]:
+    """The op that creates trial ``number``'s run under the study run; ``find``: look for it first."""
+    op = {"op": "create", "run": f"{study_uid}.{number}", "experiment": experiment,
+          "name": f"trial-{number:04d}", "tags": trial_tags(number, study_name), "parent": study_uid,
+          "time": now()}  # fmt: skip
+    if find:
+        op["find"] = True
+    return op
+
+
+@dataclass
+class TrialBuffer:
+    """What a trial run has not queued yet: its params, and metric rows ``[key, value, time, step]``."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    params_sent: bool = False
+    epochs_sent: int = 0  # epochs [0, epochs_sent) are queued
+    rows: list[list[Any]] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def add(self, metrics: Mapping[str, Any], step: int) -> None:
+        self.rows.extend(metric_rows(metrics, step))
+
+    def take(self, uid: str, tags: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        """The ``log`` op of everything pending (None when there is nothing to send); empties the buffer."""
+        op: dict[str, Any] = {"op": "log", "run": uid, "metrics": self.rows}
+        if self.params and not self.params_sent:
+            op["params"], self.params_sent = self.params, True
+        if tags:
+            op["tags"] = {k: cut(v, MAX_TAG_VALUE) for k, v in tags.items()}
+        self.rows, self.last_flush = [], time.monotonic()
+        return op if len(op) > 3 or op["metrics"] else None
 
 
 def trial_status(record: TrialRecord) -> str:

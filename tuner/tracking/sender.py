@@ -17,6 +17,7 @@ operation only: sending it again could never work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -69,6 +70,7 @@ class Sender(Reconciler):
         self.sent = 0
         self.last_error: str | None = None
         self.locks = StudyLocks()  # study runs this sender writes (see tuner.tracking.restore)
+        self.superseded: set[str] = set()  # trial runs a later attempt of the same trial owns
         self.children: dict[str, dict[str, KnownRun]] = {}
 
     # -- connection ---------------------------------------------------------------------------------
@@ -282,7 +284,25 @@ class Sender(Reconciler):
                     run = None
                 if run is None:
                     raise
+            if op.get("find") and not replay:
+                self._settle_attempts(uid, run, experiment_id, int(op.get("time") or 0))
         self._bind(uid, run.info.run_id, experiment_id)
+
+    def _settle_attempts(self, uid: str, run: Any, experiment_id: str, started: int) -> None:
+        """Two attempts of a retried Ray trial can each create a run when their creates cross: the run
+        of the latest attempt stays, the others go, and an attempt that lost drops what it sends next."""
+        others = [
+            r
+            for r in self.client.search_runs([experiment_id], filter_string=f"tags.`regtuner.uid` = '{uid}'")
+            if r.info.run_id != run.info.run_id
+        ]
+        later = [r for r in others if int(r.info.start_time or 0) > started]
+        for gone in [run] if later else others:
+            with contextlib.suppress(Exception):  # the other attempt may have deleted it already
+                self.client.delete_run(gone.info.run_id)
+        if later:
+            self.superseded.add(uid)
+            raise _Permanent(f"a later attempt of trial run {uid} has its run; this attempt's is dropped")
 
     def _bind(self, uid: str, run_id: str, experiment_id: str | None) -> None:
         self.ids[uid] = (run_id, experiment_id)
@@ -291,6 +311,8 @@ class Sender(Reconciler):
         self.emit({"event": "run", "run": uid, "run_id": run_id, "experiment_id": experiment_id})
 
     def _run_id(self, uid: str, experiment_id: str | None = None) -> str:
+        if uid in self.superseded:
+            raise _Permanent(f"a later attempt of trial run {uid} has its run")
         if uid in self.ids:
             return self.ids[uid][0]
         experiment_id = experiment_id or (self._experiment_id(self.experiment) if self.experiment else None)

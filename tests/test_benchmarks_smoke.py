@@ -111,3 +111,17 @@ def test_scale_benchmark_runs_the_products_sampler_and_pruner():
     from benchmarks.scale import measure
 
     assert measure(9, 5, "memory")["pruned"] == 0 and measure(12, 5, "memory")["pruned"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_check_amp_section_runs_a_user_module_without_a_gpu(tmp_path):
+    from benchmarks import gpu
+
+    out = gpu.main(["--smoke", "--sections", "amp", "--json", str(tmp_path / "gpu.json")])
+    amp = out["torch_amp"]
+    assert "error" not in amp, amp.get("trace")
+    assert amp["state"] == "complete" and amp["device"] == "cpu"
+    assert amp["autocast_dtypes"] == ["float32"]  # no CUDA: no autocast
+    assert 0.0 <= amp["val_accuracy"] <= 1.0 and len(amp["curve"]) == 2
+    assert "| torch AMP: hidden activations while training | float32 |" in gpu.table(out)
+    assert json.loads((tmp_path / "gpu.json").read_text())["torch_amp"]["state"] == "complete"

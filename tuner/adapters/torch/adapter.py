@@ -44,7 +44,7 @@ from tuner.adapters import augment
 from tuner.adapters.base import Adapter, EpochHooks, FitSettings, builder_applied, mro_modules
 from tuner.adapters.torch import inject as inj
 from tuner.adapters.torch.augment import batch_augmenter
-from tuner.adapters.torch.loader import make_loader, resolve_device
+from tuner.adapters.torch.loader import host_tensor, make_loader, resolve_device
 from tuner.adapters.torch.loop import run_epochs
 from tuner.errors import ConfigError, ModelError
 from tuner.records import Injection
@@ -213,7 +213,7 @@ class TorchAdapter(Adapter):
         key = id(X)
         if cache and key in self._cache and self._cache[key][0] is X:
             return self._cache[key][1]
-        t = torch.from_numpy(np.ascontiguousarray(X)).to(self.device, self._input_dtype())
+        t = host_tensor(torch, X).to(self.device, self._input_dtype())
         if cache and self.device.type == "cuda" and X.nbytes <= 2**28:
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
@@ -299,7 +299,7 @@ class TorchAdapter(Adapter):
     # ----------------------------------------------------------------- training
     def _train_tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
         torch = self.torch
-        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dtype=self._input_dtype())
+        Xt = host_tensor(torch, X).to(dtype=self._input_dtype())
         yt = self._targets(y, device="cpu")
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)

@@ -5,6 +5,7 @@ Nothing here imports torch at module level.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,15 @@ import numpy as np
 from tuner._imports import require
 from tuner.errors import ConfigError
 
-__all__ = ["resolve_device", "make_loader", "IndexedBatches"]
+__all__ = ["resolve_device", "make_loader", "IndexedBatches", "host_tensor"]
+
+
+def host_tensor(torch: Any, X: np.ndarray) -> Any:
+    """``X`` as a CPU tensor sharing its memory. Arrays from Ray's object store are read-only and torch
+    warns about those; training only reads its inputs, so that warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(X))
 
 
 def resolve_device(requested: str | None) -> Any:

@@ -24,7 +24,7 @@ from tuner.space.hp import HyperParameters
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
 from tuner.study.storage import check_resumable, storage_url, stored_records
-from tuner.tracking import StudyInfo, make_tracker
+from tuner.tracking import StudyInfo, Tracker, make_tracker
 from tuner.trial.metrics import resolve_metrics
 from tuner.trial.objectives import parse_objective
 from tuner.trial.runner import FailurePolicy, TrialContext, build, seed_everything, takes_hp
@@ -32,6 +32,9 @@ from tuner.trial.runner import FailurePolicy, TrialContext, build, seed_everythi
 __all__ = ["tune"]
 
 log = logging.getLogger("tuner")
+
+#: data-shaped settings, checked with the others before the data is split
+DATA_SETTINGS = ("task", "validation_split", "test", "cv")
 
 
 def tune(
@@ -74,23 +77,17 @@ def tune(
     ``device`` is torch's training device ("cpu", "cuda", "cuda:1"; None: CUDA when present).
     Settings are checked (:mod:`tuner.config`) before any data is split or model built.
     """
-    given = {k: v for k, v in locals().items() if k in SETTINGS}
-    check_settings({**given, "task": task, "validation_split": validation_split, "test": test, "cv": cv})
-    trial_timeout = None if trial_timeout is None else float(trial_timeout)
+    args = dict(locals())
+    check_settings({k: v for k, v in args.items() if k in SETTINGS or k in DATA_SETTINGS})
     runner = get_executor(executor)
     url = storage_url(storage)  # an unwritable storage fails before any model is built
     prepared = prepare(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
     )
     search_space = resolve(space).for_task(prepared.task)
-    obj = parse_objective(objective, prepared.task)
-    names = resolve_metrics(prepared.task, metrics)
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
-    takes_hp(build_model)
-    ctx = TrialContext.create(
-        build_model, prepared.train, prepared.validation, obj, names, settings, folds=prepared.folds
-    )
+    ctx = _trial_context(build_model, prepared, objective, metrics, settings)
     framework = _preflight(ctx, search_space)
     lr_test, lr_notes = None, []
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
@@ -99,13 +96,11 @@ def tune(
     name = study_name or _fresh_name(url, base_name, resume)
     attrs = {
         "fingerprint": prepared.fingerprint,
-        "objective": list(obj.names),
+        "objective": list(ctx.objective.names),
         "space": search_space.name,
         "regtuner_version": __version__,
     }
-    prior = _study_attrs(url, name) if resume else {}
-    check_resumable(name, prior, attrs)
-    check_owner(name, prior)  # before tracking reopens the study run another live process writes
+    prior = _prior_study(url, name, attrs, resume)
     experiment = experiment or study_name or base_name
     tracker = make_tracker(
         tracking,
@@ -113,56 +108,105 @@ def tune(
         parent_run_id=prior.get("mlflow_run_id"),
         study_uid=prior.get("mlflow_study_uid"),
     )
-    tracker.start_study(
-        StudyInfo(
-            study_name=name,
-            experiment=experiment,
-            executor=getattr(runner, "name", type(runner).__name__),
-            objective=obj.names,
-            directions=obj.directions,
-            task=prepared.task.kind,
-            fingerprint=prepared.fingerprint,
-            space_name=search_space.name,
-            space_yaml=search_space.to_yaml(),
-            settings={
-                "n_trials": n_trials,
-                "timeout": timeout,
-                "trial_timeout": trial_timeout,
-                "max_epochs": max_epochs,
-                "validation_split": validation_split,
-                "cv": cv,
-                "repeats": repeats,
-                "baselines": baselines,
-                "test": test if isinstance(test, (float, type(None))) else "given",
-                "seed": seed,
-                "metrics": ",".join(names),
-                "rows": prepared.n_rows,
-            },
-            framework=framework,
-            version=__version__,
-        )
-    )
+    tracker.start_study(_study_info(args, name, experiment, runner, ctx, prepared, search_space, framework))
     if resume:  # trial runs a killed process left missing or unfinished, rebuilt from the Optuna storage
         tracker.restore_trials(stored_records(url, name))
-    bar = Progress(progress, n_trials, obj.directions[0])
-    job = StudyJob(
-        ctx=ctx,
-        space=search_space,
-        n_trials=n_trials,
-        timeout=timeout,
-        study_name=name,
-        storage=url,
-        resume=resume,
-        explicit_name=study_name is not None,
-        seed=seed,
-        tracker=tracker,
-        policy=FailurePolicy(max_consecutive_failures),
-        study_attrs={**attrs, "mlflow_study_uid": tracker.study_uid},  # finds the MLflow run on resume
-        on_trial=bar.update,
-        trial_timeout=trial_timeout,
-    )
+    bar = Progress(progress, n_trials, ctx.objective.directions[0])
+    job = _study_job(args, ctx, search_space, name, url, tracker, attrs, bar)
     evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
     return _run(runner, job, prepared, evaluation, framework, bar)
+
+
+def _study_job(
+    args: dict[str, Any],
+    ctx: TrialContext,
+    space: SearchSpace,
+    name: str,
+    url: str,
+    tracker: Tracker,
+    attrs: dict[str, Any],
+    bar: Progress,
+) -> StudyJob:
+    """The study an executor runs; ``args`` are ``tune()``'s arguments."""
+    trial_timeout = args["trial_timeout"]
+    return StudyJob(
+        ctx=ctx,
+        space=space,
+        n_trials=args["n_trials"],
+        timeout=args["timeout"],
+        study_name=name,
+        storage=url,
+        resume=args["resume"],
+        explicit_name=args["study_name"] is not None,
+        seed=args["seed"],
+        tracker=tracker,
+        policy=FailurePolicy(args["max_consecutive_failures"]),
+        study_attrs={**attrs, "mlflow_study_uid": tracker.study_uid},  # finds the MLflow run on resume
+        on_trial=bar.update,
+        trial_timeout=None if trial_timeout is None else float(trial_timeout),
+    )
+
+
+def _trial_context(
+    build_model: Callable[..., Any],
+    prepared: PreparedData,
+    objective: str | Sequence[str],
+    metrics: Sequence[str] | None,
+    settings: FitSettings,
+) -> TrialContext:
+    """What every trial needs: the builder (checked for its signature), the parts, objective, metrics."""
+    obj = parse_objective(objective, prepared.task)
+    names = resolve_metrics(prepared.task, metrics)
+    takes_hp(build_model)
+    return TrialContext.create(
+        build_model, prepared.train, prepared.validation, obj, names, settings, folds=prepared.folds
+    )
+
+
+def _prior_study(url: str, name: str, attrs: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """The attributes of the study resumed (empty for a new one), once it is known to fit ``attrs``
+    and no live process owns it (checked before tracking reopens its MLflow run)."""
+    prior = _study_attrs(url, name) if resume else {}
+    check_resumable(name, prior, attrs)
+    check_owner(name, prior)
+    return prior
+
+
+#: the settings a study's MLflow run records as params
+RECORDED = ("n_trials", "timeout", "trial_timeout", "max_epochs", "validation_split", "cv", "repeats",
+            "baselines", "test", "seed")  # fmt: skip
+
+
+def _study_info(
+    args: dict[str, Any],
+    name: str,
+    experiment: str,
+    runner: Executor,
+    ctx: TrialContext,
+    prepared: PreparedData,
+    space: SearchSpace,
+    framework: str,
+) -> StudyInfo:
+    """What the tracker records of the study; ``args`` are ``tune()``'s arguments."""
+    recorded = {key: args[key] for key in RECORDED}
+    if recorded["trial_timeout"] is not None:
+        recorded["trial_timeout"] = float(recorded["trial_timeout"])
+    if not isinstance(recorded["test"], (float, type(None))):
+        recorded["test"] = "given"
+    return StudyInfo(
+        study_name=name,
+        experiment=experiment,
+        executor=getattr(runner, "name", type(runner).__name__),
+        objective=ctx.objective.names,
+        directions=ctx.objective.directions,
+        task=prepared.task.kind,
+        fingerprint=prepared.fingerprint,
+        space_name=space.name,
+        space_yaml=space.to_yaml(),
+        settings={**recorded, "metrics": ",".join(ctx.metrics), "rows": prepared.n_rows},
+        framework=framework,
+        version=__version__,
+    )
 
 
 def _run(

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from tuner.data.prepare import check_split, is_pair
+from tuner.data.arrays import is_pair
+from tuner.data.prepare import check_split
 from tuner.errors import ConfigError
 from tuner.tracking.base import validate_tracking_uri
 from tuner.trial.metrics import available_metrics

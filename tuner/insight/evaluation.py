@@ -23,7 +23,7 @@ import numpy as np
 from tuner.errors import StudyAborted
 from tuner.insight.baselines import run_baselines
 from tuner.insight.diagnostics import Evidence, diagnose, duplicate_rows, parameter_importances
-from tuner.insight.refit import bootstrap_se, evaluate, validation_scores
+from tuner.insight.refit import Evaluated, bootstrap_se, evaluate, validation_scores
 from tuner.insight.report import write_files
 from tuner.insight.result import Result, trials_frame
 from tuner.records import TrialRecord
@@ -84,16 +84,7 @@ def finish(
 
     options = options or EvalOptions()
     records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
-    complete = [r for r in records if r.state == "complete" and r.values]
-    if not complete:
-        failed = [r for r in records if r.state == "failed"]
-        first = f" First error: {failed[0].error}" if failed else ""
-        raise StudyAborted(
-            f"no trial completed ({len(records)} ran: {len(failed)} failed, "
-            f"{len(records) - len(failed)} pruned).{first}",
-            first_traceback=failed[0].traceback if failed else None,
-        )
-    chosen, front = _choose(study, complete, obj)
+    chosen, front = _choose(study, _completed(records), obj)
     baselines = run_baselines(ctx, prepared, space) if options.baselines else []
     ev = evaluate(
         ctx,
@@ -107,11 +98,7 @@ def finish(
     if ev.model is None:
         log.warning("refit of trial %d failed: %s", chosen.number, "; ".join(ev.errors))
     tests = ev.tests
-    test_scores = {k: float(np.mean([t[k] for t in tests])) for k in tests[0]} if tests else {}
-    test_std = {k: float(np.std([t[k] for t in tests], ddof=1)) for k in tests[0]} if len(tests) > 1 else {}
-    test_se: dict[str, float] = {}
-    if ev.test_pred is not None and prepared.test is not None:
-        test_se = bootstrap_se(ctx, prepared.test[1], np.asarray(ev.test_pred), with_loss=not ev.adapter_loss)
+    test_scores, test_std, test_se = _test_summary(ctx, prepared, ev)
     validation = validation_scores(chosen)
     duplicates = {k: int(v) for k, v in prepared.leakage.items()}
     if ctx.folds:
@@ -160,6 +147,33 @@ def finish(
         cv=dict(cv) if cv else None,
         lr_range=options.lr_range,
     )
+
+
+def _completed(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The complete trials with values; :class:`StudyAborted` with the first error when there are none."""
+    complete = [r for r in records if r.state == "complete" and r.values]
+    if not complete:
+        failed = [r for r in records if r.state == "failed"]
+        first = f" First error: {failed[0].error}" if failed else ""
+        raise StudyAborted(
+            f"no trial completed ({len(records)} ran: {len(failed)} failed, "
+            f"{len(records) - len(failed)} pruned).{first}",
+            first_traceback=failed[0].traceback if failed else None,
+        )
+    return complete
+
+
+def _test_summary(
+    ctx: TrialContext, prepared: PreparedData, ev: Evaluated
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Mean test scores over the refits, their spread (several refits) and bootstrap standard errors."""
+    tests = ev.tests
+    test_scores = {k: float(np.mean([t[k] for t in tests])) for k in tests[0]} if tests else {}
+    test_std = {k: float(np.std([t[k] for t in tests], ddof=1)) for k in tests[0]} if len(tests) > 1 else {}
+    test_se: dict[str, float] = {}
+    if ev.test_pred is not None and prepared.test is not None:
+        test_se = bootstrap_se(ctx, prepared.test[1], np.asarray(ev.test_pred), with_loss=not ev.adapter_loss)
+    return test_scores, test_std, test_se
 
 
 def _float_bounds(study: optuna.Study) -> dict[str, tuple[float, float]]:

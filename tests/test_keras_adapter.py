@@ -94,14 +94,42 @@ def test_dropout_inserted_into_sequential_keeps_weights():
     assert np.allclose(np.asarray(ad.model(X, training=False)), before, atol=1e-6)
 
 
-def test_dropout_not_inserted_into_functional_model():
-    inp = keras.Input((4,))
-    model = keras.Model(inp, L.Dense(3, activation="softmax")(L.Dense(8)(inp)))
+def residual_functional(d=4, k=3):
+    inp = keras.Input((d,))
+    h = L.Dense(8, activation="relu", name="h1")(inp)
+    h2 = L.Dense(8, activation="relu", name="h2")(h)
+    logits = L.Dense(k, name="head")(L.Add()([h, h2]))
+    return keras.Model(inp, L.Activation("softmax")(logits))
+
+
+def test_dropout_inserted_into_a_functional_graph_with_a_residual_add():
+    model = residual_functional()
+    X, _ = data()
+    before = np.asarray(model(X, training=False))
     ad = adapter(model)
     rec = ad.regularize({"dropout": 0.3}, frozenset())
+    assert rec[0].applied and "inserted 2 Dropout(0.3) layers into the functional model" in rec[0].detail
+    kinds = [type(layer).__name__ for layer in ad.model.layers]
+    assert kinds == ["InputLayer", "Dense", "Dropout", "Dense", "Add", "Dropout", "Dense", "Activation"]
+    assert ad.model.get_layer("h1") is model.get_layer("h1")  # the builder's layers and weights
+    assert np.allclose(np.asarray(ad.model(X, training=False)), before, atol=1e-6)
+    a, b = (np.asarray(ad.model(X, training=True)) for _ in range(2))
+    assert not np.allclose(a, b)
+
+
+def test_dropout_not_inserted_into_a_subclassed_model_and_says_why():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.b(self.a(x))
+
+    ad = adapter(Net())
+    rec = ad.regularize({"dropout": 0.3}, frozenset())
     assert not rec[0].applied
-    assert "Sequential" in rec[0].detail and "hp.dropout" in rec[0].detail
-    assert ad.model is model
+    assert "keras.Model subclass" in rec[0].detail and "hp.dropout" in rec[0].detail
 
 
 def test_l2_penalty_is_collected_and_raises_the_training_loss():

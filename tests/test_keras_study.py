@@ -148,3 +148,87 @@ def test_output_that_does_not_fit_y_is_refused_before_any_trial():
 
     with pytest.raises(ModelError, match="3 classes"):
         tune(wrong, images(), n_trials=2, **QUIET)
+
+
+def _multiclass_mlp(compiled_with=None, logits=False):
+    def build():
+        m = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(3, activation=None if logits else "softmax"),
+            ]
+        )
+        if compiled_with is not None:
+            m.compile(optimizer="adam", loss=compiled_with, metrics=["accuracy"])
+        return m
+
+    return build
+
+
+def three_classes(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    return X, np.argmax(X[:, :3] + rng.normal(scale=0.3, size=(n, 3)), axis=1)
+
+
+@pytest.mark.parametrize(
+    "compiled_with, logits",
+    [
+        ("sparse_categorical_crossentropy", False),
+        (keras.losses.SparseCategoricalCrossentropy(from_logits=True), True),
+        (None, False),  # not compiled: regtuner infers the loss
+    ],
+)
+def test_best_model_takes_the_users_own_integer_labels(compiled_with, logits):
+    X, y = three_classes()
+    space = {"knobs": {"label_smoothing": {"low": 0.05, "high": 0.2}, "dropout": 0.1}}
+    result = tune(
+        _multiclass_mlp(compiled_with, logits), (X, y), space=space, n_trials=2, max_epochs=2, **QUIET
+    )
+    assert result.best_params["label_smoothing"] > 0  # trained on smoothed one-hot targets
+    model = result.best_model
+    scores = model.evaluate(X, y, verbose=0, return_dict=True)  # the user's next line
+    assert np.isfinite(scores["loss"])
+    if compiled_with is not None:
+        assert 0.0 <= scores["accuracy"] <= 1.0
+    model.fit(X, y, epochs=1, verbose=0)
+    assert model.predict(X[:4], verbose=0).shape == (4, 3)
+
+
+def test_best_model_keeps_the_users_loss_on_binary_and_regression():
+    X, y = tabular()
+    result = tune(mlp, (X, y), space="quick", n_trials=1, max_epochs=1, **QUIET)
+    assert np.isfinite(result.best_model.evaluate(X, y, verbose=0))
+    Xr = X.copy()
+    yr = (X[:, 0] * 2.0).astype(np.float32)
+
+    def reg():
+        m = keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+        )
+        m.compile(optimizer="adam", loss="mae", metrics=["mse"])
+        return m
+
+    model = tune(reg, (Xr, yr), space="quick", n_trials=1, max_epochs=1, **QUIET).best_model
+    scores = model.evaluate(Xr, yr, verbose=0, return_dict=True)
+    assert set(scores) >= {"loss", "mse"}
+
+
+def test_functional_model_with_a_residual_add_gets_its_dropout_searched():
+    def build():
+        inp = keras.Input((8,))
+        h = keras.layers.Dense(16, activation="relu")(inp)
+        h2 = keras.layers.Dense(16, activation="relu")(h)
+        out = keras.layers.Dense(3, activation="softmax")(keras.layers.Add()([h, h2]))
+        model = keras.Model(inp, out)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    X, y = three_classes()
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.4}}}
+    result = tune(build, (X, y), space=space, n_trials=2, max_epochs=2, **QUIET)
+    assert all(r.injected[0].applied and "functional" in r.injected[0].detail for r in result.records)
+    assert "dropout" in result.best_params
+    scores = result.best_model.evaluate(X, y, verbose=0, return_dict=True)
+    assert 0.0 <= scores["accuracy"] <= 1.0

@@ -113,6 +113,13 @@ def test_same_seed_same_values():
 
 def test_builder_signature_rules():
     assert takes_hp(lambda hp: 0) and not takes_hp(lambda: 0) and takes_hp(lambda hp=None: 0)
+    assert takes_hp(lambda *args: 0) and not takes_hp(lambda units=64: 0)
+
+    class Net:  # a model class whose __init__ has only defaults is its own zero-argument builder
+        def __init__(self, d=4, width=8):
+            self.d = d
+
+    assert not takes_hp(Net)
     with pytest.raises(ConfigError, match="two|2 required"):
         takes_hp(lambda a, b: 0)
     with pytest.raises(ConfigError, match="function"):

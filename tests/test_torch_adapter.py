@@ -97,18 +97,86 @@ def test_dropout_inserted_into_sequential_keeps_outputs_and_state_dict_keys():
         assert not torch.allclose(ad.model(torch.from_numpy(X)), ad.model(torch.from_numpy(X)))
 
 
-def test_dropout_not_inserted_into_a_custom_module():
-    class Net(nn.Module):
+class SubclassMLP(nn.Module):
+    """The usual PyTorch style: layers as attributes, the wiring in forward, the output layer
+    defined first (so only the dry run can tell which module is the output)."""
+
+    def __init__(self, d=4, out=3):
+        super().__init__()
+        self.out = nn.Linear(8, out)
+        self.fc1, self.fc2 = nn.Linear(d, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+class SubclassCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.head(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+def test_dropout_reaches_an_nn_module_subclass_by_hooks_on_hidden_layers_only():
+    import pickle
+
+    model = SubclassMLP()
+    X, _ = data()
+    with torch.no_grad():
+        before = model.eval()(torch.from_numpy(X))
+    ad = adapter(model, TaskInfo("multiclass", 3, (0, 1, 2), input_shape=(4,)))
+    rec = ad.regularize({"dropout": 0.4}, frozenset())[0]
+    assert (
+        rec.applied
+        and "2 hidden modules (fc1, fc2)" in rec.detail
+        and "output layer left alone" in rec.detail
+    )
+    assert [len(m._forward_hooks) for m in (model.fc1, model.fc2, model.out)] == [1, 1, 0]
+    xt = torch.from_numpy(X).to(ad.device)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(xt).cpu(), before)  # inference is untouched
+        model.train()
+        assert not torch.allclose(model(xt), model(xt))  # training drops units
+    copy = pickle.loads(pickle.dumps(model))  # the hooks are picklable (MLflow saves whole modules)
+    assert len(copy.fc1._forward_hooks) == 1
+
+
+def test_dropout_hooks_on_a_conv_subclass_and_refusals_that_say_why():
+    task = TaskInfo("multiclass", 3, (0, 1, 2), input_shape=(1, 4, 4))
+    rec = adapter(SubclassCNN(), task).regularize({"dropout": 0.2}, frozenset())[0]
+    assert rec.applied and "1 hidden modules (conv)" in rec.detail
+
+    class OneLayer(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 3)
+            self.a = nn.Linear(4, 3)
 
         def forward(self, x):
-            return self.b(torch.relu(self.a(x)))
+            return self.a(x)
 
-    rec = adapter(Net()).regularize({"dropout": 0.3}, frozenset())[0]
-    assert not rec.applied and "only into an nn.Sequential" in rec.detail
-    assert adapter(Net()).regularize({"dropout": 0.0}, frozenset())[0].applied
+    rec = adapter(OneLayer(), TaskInfo("multiclass", 3, (0, 1, 2), input_shape=(4,))).regularize(
+        {"dropout": 0.3}, frozenset()
+    )[0]
+    assert not rec.applied and "no hidden Linear/Conv module" in rec.detail
+    wrong = TaskInfo("multiclass", 3, (0, 1, 2), input_shape=(5,))  # the forward fails on the zero batch
+    rec = adapter(SubclassMLP(), wrong).regularize({"dropout": 0.3}, frozenset())[0]
+    assert not rec.applied and "could not run on a zero batch" in rec.detail
+    assert adapter(SubclassMLP()).regularize({"dropout": 0.0}, frozenset())[0].applied
+
+
+def test_tune_searches_dropout_of_an_nn_module_subclass_and_returns_it_in_eval_mode():
+    X, y = data(n=120)
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.5}}}
+    result = tune(lambda: SubclassMLP(), (X, y), space=space, n_trials=2, max_epochs=2,
+                  tracking=False, progress=False, baselines=False)  # fmt: skip
+    assert all(r.injected[0].applied for r in result.records)
+    model = result.best_model
+    assert not model.training and len(model.fc1._forward_hooks) == 1
+    with torch.no_grad():
+        assert model(torch.from_numpy(X[:4]).to(next(model.parameters()).device)).shape == (4, 3)
 
 
 def test_weight_decay_skips_biases_and_normalization_parameters():

@@ -138,6 +138,11 @@ class Adapter(abc.ABC):
         """
         return None
 
+    def for_user(self) -> Any:
+        """The trained model as ``Result.best_model``: ready for the user's next line of code, on the
+        inputs and labels they gave ``tune()`` (no tuning-only loss, target format or mode left)."""
+        return self.model
+
     def release(self) -> None:
         """Free framework memory held by this trial (sessions, graphs, caches)."""
         self.model = None

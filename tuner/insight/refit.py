@@ -223,7 +223,7 @@ def evaluate(
                 out.test_pred = pred
                 out.adapter_loss = adapter.loss_value(test[1][:2], pred[:2]) is not None
         if i == 0 and keep_model:
-            out.model = adapter.model
+            out.model = adapter.for_user()
         else:
             adapter.release()
     return out

@@ -95,7 +95,8 @@ def seed_everything(seed: int) -> None:
 
 
 def takes_hp(build_model: Callable[..., Any]) -> bool:
-    """True when the builder accepts ``hp``; a ConfigError when it cannot be called either way."""
+    """True when the builder takes ``hp``: one required positional argument, a first defaulted one
+    named ``hp``, or ``*args``. A ConfigError when it cannot be called either way."""
     if not callable(build_model):
         raise ConfigError(
             f"build_model must be a function that returns a model, got {type(build_model).__name__}."
@@ -114,7 +115,11 @@ def takes_hp(build_model: Callable[..., Any]) -> bool:
             f"build_model takes {len(required)} required arguments ({names}); it must take none "
             "(build_model()) or one (build_model(hp)). Bind the others with functools.partial."
         )
-    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    if required:
+        return True
+    if positional:  # all defaulted, as in a model class's __init__(self, hidden=64): hp only by name
+        return positional[0].name == "hp"
+    return any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
 
 
 def build(build_model: Callable[..., Any], hp: HyperParameters) -> Any:
@@ -251,14 +256,7 @@ def run_single(
         with trial_deadline(trial_timeout):  # disarmed before any except clause runs
             seed_everything(seed)
             hp = HyperParameters(params)
-            try:
-                model = build(ctx.build_model, hp)
-            except (TrialFailed, ConfigError):
-                raise
-            except Exception as exc:
-                raise TrialFailed(
-                    f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()
-                ) from exc
+            model = _built(ctx.build_model, hp)
             cls = adapter_for(model)
             adapter = cls(model, replace(ctx.settings, seed=seed))
             injected = list(adapter.regularize(params, hp.read))
@@ -306,6 +304,18 @@ def run_single(
     del adapter, monitor
     gc.collect()
     return TrialOutcome(record)
+
+
+def _built(build_model: Callable[..., Any], hp: HyperParameters) -> Any:
+    """The builder's model; what the builder raises fails the trial (with its traceback)."""
+    try:
+        return build(build_model, hp)
+    except (TrialFailed, ConfigError):
+        raise
+    except Exception as exc:
+        raise TrialFailed(
+            f"build_model raised {type(exc).__name__}: {exc}", traceback=tb.format_exc()
+        ) from exc
 
 
 class FailurePolicy:

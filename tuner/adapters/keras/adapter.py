@@ -80,7 +80,8 @@ class KerasAdapter(Adapter):
             if "l2" in builder_read:
                 out.append(builder_applied("l2"))
             else:
-                injection, weight_decay = self._l2(float(params["l2"]), params.get("l2_mode", "auto"))
+                mode = params.get("l2_mode", "auto")
+                injection, weight_decay = inj.l2_injection(keras, self.model, float(params["l2"]), mode)
                 out.append(injection)
         current = model.optimizer if compiled else None
         lr = params.get("learning_rate")
@@ -142,42 +143,24 @@ class KerasAdapter(Adapter):
             "add Dropout layers in build_model (regtuner then tunes their rate) "
             "or build them with rate=hp.dropout"
         )
-        if type(self.model) is not keras.Sequential:
+        kind = "Sequential" if type(self.model) is keras.Sequential else "functional"
+        if kind == "functional" and not inj.is_functional(self.model):
             msg = (
-                f"not applied: the {type(self.model).__name__} model has no Dropout layers and regtuner "
-                f"inserts Dropout only into a keras.Sequential model; {why}"
+                f"not applied: the {type(self.model).__name__} model (a keras.Model subclass) has no "
+                f"Dropout layers, and regtuner inserts them only into Sequential and functional models; {why}"
             )
             return Injection("dropout", False, msg)
-        new, count = inj.insert_dropout(keras, self.model, rate)
+        insert = inj.insert_dropout if kind == "Sequential" else inj.insert_dropout_functional
+        new, count = insert(keras, self.model, rate)
         if not count:
-            msg = f"not applied: the Sequential model has no hidden Dense/Conv block to follow; {why}"
+            msg = f"not applied: the {kind} model has no hidden Dense/Conv block to follow; {why}"
             return Injection("dropout", False, msg)
         self.model = new
         msg = (
-            f"inserted {count} Dropout({rate:g}) layers into the Sequential model, one before each "
+            f"inserted {count} Dropout({rate:g}) layers into the {kind} model, one before each "
             "Dense/Conv layer that follows a hidden block"
         )
         return Injection("dropout", True, msg)
-
-    def _l2(self, l2: float, mode: str) -> tuple[Injection, float | None]:
-        if not (l2 >= 0.0):
-            raise ConfigError(f"l2 must be >= 0, got {l2!r}.")
-        if mode not in ("auto", "coupled", "decoupled"):
-            raise ConfigError(f"l2_mode must be 'auto', 'coupled' or 'decoupled', got {mode!r}.")
-        if mode == "decoupled":
-            msg = f"decoupled weight decay {l2:g} on the optimizer (biases and normalization excluded)"
-            return Injection("l2", True, msg), l2
-        if l2 == 0.0:
-            return Injection("l2", True, "0: no penalty added"), None
-        count, replaced = inj.add_l2(self.keras, self.model, l2)
-        if not count:
-            msg = (
-                "not applied: the model has no Dense/Conv layers to put a kernel regularizer on; use "
-                "l2_mode='decoupled' (optimizer weight decay) or apply hp.l2 in build_model"
-            )
-            return Injection("l2", False, msg), None
-        extra = f", replacing {replaced} existing regularizers" if replaced else ""
-        return Injection("l2", True, f"L2({l2:g}) on {count} Dense/Conv kernels{extra}"), None
 
     def _label_smoothing_record(self, value: float, by_builder: bool) -> Injection:
         if not self.task.is_classification:
@@ -376,6 +359,21 @@ class KerasAdapter(Adapter):
             y_true = np.asarray(y, dtype=np.float32).reshape(pred.shape)
         value = keras.ops.mean(fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(out)))
         return float(keras.ops.convert_to_numpy(value))
+
+    def for_user(self) -> Any:
+        """The model compiled for the user's labels: training used one-hot targets (label smoothing
+        needs them), the user passes class indices (or their own loss's format). Their own loss and
+        metrics come back (an inferred loss becomes its sparse form); the tuned optimizer stays."""
+        plan = self._plan
+        if plan is None or plan.target != "onehot":
+            return self.model  # binary, regression and custom losses take the user's targets already
+        loss = self._loss_source
+        if loss is None:
+            loss = self.keras.losses.SparseCategoricalCrossentropy(from_logits=bool(plan.from_logits))
+        self.model.compile(
+            optimizer=self.model.optimizer, loss=loss, metrics=self._metrics, jit_compile=False
+        )
+        return self.model
 
     def release(self) -> None:
         self.model = None

@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.errors import ConfigError
+from tuner.records import Injection
 
 __all__ = [
+    "l2_injection",
+    "is_functional",
+    "insert_dropout_functional",
     "walk",
     "dropout_layers",
     "set_dropout_rate",
@@ -107,6 +111,36 @@ def insert_dropout(keras: Any, model: Any, rate: float) -> tuple[Any, int]:
     return keras.Sequential(head + layers, name=model.name), inserted
 
 
+def is_functional(model: Any) -> bool:
+    """A model built by calling layers on ``keras.Input`` (``keras.Model(inputs, outputs)``)."""
+    return type(model).__name__ == "Functional"
+
+
+def insert_dropout_functional(keras: Any, model: Any, rate: float) -> tuple[Any, int]:
+    """The functional graph rebuilt with ``Dropout(rate)`` on the input of every Dense/Conv layer that
+    has a weighted layer upstream (the rule of :func:`insert_dropout`, on any graph: branches, ``Add``).
+
+    The clone reuses the user's layer objects, so their weights stay as the builder made them.
+    """
+    dense_conv, weighted = _dense_conv_types(keras), _weighted_types(keras)
+    downstream: dict[int, Any] = {}  # id -> tensor (kept alive so ids stay unique)
+    inserted = 0
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal inserted
+        after = any(id(t) in downstream for t in keras.tree.flatten((args, kwargs)))
+        if after and isinstance(layer, dense_conv):
+            args = (keras.layers.Dropout(rate)(args[0]), *args[1:])
+            inserted += 1
+        out = layer(*args, **kwargs)
+        if after or isinstance(layer, weighted):
+            downstream.update((id(t), t) for t in keras.tree.flatten(out))
+        return out
+
+    new = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    return (new, inserted) if inserted else (model, 0)
+
+
 def kernel_layers(keras: Any, model: Any) -> list[Any]:
     """Dense/Conv layers anywhere in ``model``."""
     types = _dense_conv_types(keras)
@@ -200,3 +234,26 @@ def make_optimizer(
     if weight_decay is not None:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt, origin
+
+
+def l2_injection(keras: Any, model: Any, l2: float, mode: str) -> tuple[Injection, float | None]:
+    """L2 as ``mode`` asks: kernel regularizers on the model (the record), or the decoupled weight
+    decay the optimizer must take (the float)."""
+    if not (l2 >= 0.0):
+        raise ConfigError(f"l2 must be >= 0, got {l2!r}.")
+    if mode not in ("auto", "coupled", "decoupled"):
+        raise ConfigError(f"l2_mode must be 'auto', 'coupled' or 'decoupled', got {mode!r}.")
+    if mode == "decoupled":
+        msg = f"decoupled weight decay {l2:g} on the optimizer (biases and normalization excluded)"
+        return Injection("l2", True, msg), l2
+    if l2 == 0.0:
+        return Injection("l2", True, "0: no penalty added"), None
+    count, replaced = add_l2(keras, model, l2)
+    if not count:
+        msg = (
+            "not applied: the model has no Dense/Conv layers to put a kernel regularizer on; use "
+            "l2_mode='decoupled' (optimizer weight decay) or apply hp.l2 in build_model"
+        )
+        return Injection("l2", False, msg), None
+    extra = f", replacing {replaced} existing regularizers" if replaced else ""
+    return Injection("l2", True, f"L2({l2:g}) on {count} Dense/Conv kernels{extra}"), None

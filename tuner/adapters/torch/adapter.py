@@ -44,6 +44,7 @@ from tuner.adapters import augment
 from tuner.adapters.base import Adapter, EpochHooks, FitSettings, builder_applied, mro_modules
 from tuner.adapters.torch import inject as inj
 from tuner.adapters.torch.augment import batch_augmenter
+from tuner.adapters.torch.dropout import apply_dropout
 from tuner.adapters.torch.loader import host_tensor, make_loader, resolve_device
 from tuner.adapters.torch.loop import run_epochs
 from tuner.errors import ConfigError, ModelError
@@ -103,7 +104,7 @@ class TorchAdapter(Adapter):
             out.append(
                 builder_applied("dropout")
                 if "dropout" in builder_read
-                else inj.apply_dropout(self.torch, self.model, params["dropout"])
+                else apply_dropout(torch, self.model, params["dropout"], self._dry_input())
             )
         self.model.to(self.device)
         lr = params.get("learning_rate")
@@ -219,6 +220,13 @@ class TorchAdapter(Adapter):
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = (X, t)
         return t
+
+    def _dry_input(self) -> Any:
+        """Two rows of zeros of the input shape, where the model's parameters are."""
+        torch = self.torch
+        first = next(iter(self.model.parameters()), None)
+        device = first.device if first is not None else "cpu"
+        return torch.zeros((2, *self.task.input_shape), dtype=self._input_dtype(), device=device)
 
     def check_output(self, X: np.ndarray, y: np.ndarray) -> None:
         torch, model = self.torch, self.model

@@ -6,19 +6,15 @@ imports no framework.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import ConfigError, ModelError
-from tuner.records import Injection, TaskInfo
+from tuner.records import TaskInfo
 
 __all__ = [
     "OPTIMIZERS",
-    "dropout_modules",
-    "insert_dropout",
-    "apply_dropout",
     "decay_groups",
     "make_optimizer",
     "output_kind",
@@ -56,86 +52,6 @@ _CLASSIFICATION_LOSSES = {
     "nll",
     "log_loss",
 }
-
-
-# ----------------------------------------------------------------------------- dropout
-
-
-def dropout_modules(torch: Any, model: Any) -> list[tuple[str, Any]]:
-    """``(qualified name, module)`` of every ``nn.Dropout*`` (incl. alpha and 1d/2d/3d) in ``model``."""
-    base = torch.nn.modules.dropout._DropoutNd
-    return [(name or type(m).__name__, m) for name, m in model.named_modules() if isinstance(m, base)]
-
-
-def _weighted_types(torch: Any) -> tuple[type, ...]:
-    nn = torch.nn
-    return (nn.Linear, nn.Bilinear, nn.LazyLinear, nn.modules.conv._ConvNd, nn.RNNBase)
-
-
-def insert_dropout(torch: Any, model: Any, rate: float) -> int:
-    """Insert ``nn.Dropout(rate)`` into an ``nn.Sequential`` in place; returns how many.
-
-    One Dropout goes before every weighted layer (Linear/Conv/RNN) that follows an earlier
-    weighted layer, that is after each hidden block's activation (and normalization), never
-    after the output layer. Existing module names are kept, so the user's ``state_dict``
-    keys still load.
-    """
-    weighted = _weighted_types(torch)
-    items = list(model._modules.items())
-    out: OrderedDict[str, Any] = OrderedDict()
-    seen = False
-    count = 0
-    for name, module in items:
-        if isinstance(module, weighted) and seen:
-            key = f"dropout_{count}"
-            while key in model._modules or key in out:
-                key += "_"
-            out[key] = torch.nn.Dropout(rate)
-            count += 1
-        seen = seen or isinstance(module, weighted)
-        out[name] = module
-    if count:
-        model._modules = out
-    return count
-
-
-def apply_dropout(torch: Any, model: Any, rate: Any) -> Injection:
-    """Set ``p`` of every dropout module, or insert dropout into an ``nn.Sequential``; say what was done."""
-    rate = float(rate)
-    if not 0.0 <= rate < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {rate!r}.")
-    found = dropout_modules(torch, model)
-    if found:
-        for _, module in found:
-            module.p = rate
-        names = ", ".join(name for name, _ in found)
-        return Injection(
-            "dropout", True, f"p={rate:g} set on {len(found)} existing dropout modules ({names})"
-        )
-    if rate == 0.0:
-        return Injection("dropout", True, "rate 0: the model has no dropout modules and none are needed")
-    why = (
-        "add nn.Dropout modules in build_model (regtuner then tunes their p) or build them with p=hp.dropout"
-    )
-    if not isinstance(model, torch.nn.Sequential):
-        return Injection(
-            "dropout",
-            False,
-            f"not applied: the {type(model).__name__} model has no dropout modules and regtuner inserts "
-            f"nn.Dropout only into an nn.Sequential; {why}",
-        )
-    count = insert_dropout(torch, model, rate)
-    if not count:
-        return Injection(
-            "dropout",
-            False,
-            f"not applied: the nn.Sequential has no hidden Linear/Conv block to put dropout after; {why}",
-        )
-    return Injection(
-        "dropout",
-        True,
-        f"inserted {count} nn.Dropout({rate:g}) modules into the nn.Sequential, after each hidden block",
-    )
 
 
 # ----------------------------------------------------------------------------- optimizer

@@ -232,3 +232,21 @@ def test_functional_model_with_a_residual_add_gets_its_dropout_searched():
     assert "dropout" in result.best_params
     scores = result.best_model.evaluate(X, y, verbose=0, return_dict=True)
     assert 0.0 <= scores["accuracy"] <= 1.0
+
+
+def test_a_subclassed_model_without_dropout_layers_has_no_dropout_searched():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(16, activation="relu")
+            self.out = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    X, y = three_classes()
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.4}, "learning_rate": {"low": 1e-3, "high": 1e-2}}}
+    result = tune(Net, (X, y), space=space, n_trials=2, max_epochs=2, **QUIET)
+    assert set(result.best_params) >= {"learning_rate"} and "dropout" not in result.best_params
+    assert any("dropout: not searched" in n and "keras.Model subclass" in n for n in result.notes)
+    assert np.isfinite(result.best_model.evaluate(X, y, verbose=0))

@@ -219,3 +219,18 @@ def test_divergence_is_a_diverged_trial():
     ctx = context(lambda: MLPRegressor(hidden_layer_sizes=(8,), solver="sgd"), task=REG)
     r = run_trial(ctx, 0, {"learning_rate": 1e5, "batch_size": 16}).record
     assert r.state == "failed" and r.error.startswith("diverged") and r.epochs_run == 0
+
+
+def test_knobs_the_model_cannot_take_are_not_searched_nor_returned():
+    X, y = data()
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.5}, "l2": {"low": 1e-4, "high": 1e-1, "log": True}}}
+    result = tune(lambda: LogisticRegression(max_iter=200), (X, y), space=space, n_trials=3,
+                  tracking=False, progress=False, baselines=False)  # fmt: skip
+    assert "dropout" not in result.best_params and "l2" in result.best_params
+    assert "params_dropout" not in result.trials.columns
+    assert all(
+        "dropout" not in r.params and "dropout" not in [i.knob for i in r.injected] for r in result.records
+    )
+    note = [n for n in result.notes if n.startswith("dropout: not searched")]
+    assert len(note) == 1 and "not applicable to this model" in note[0]
+    assert "dropout: not searched" in result.report()

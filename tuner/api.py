@@ -88,7 +88,8 @@ def tune(
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)
-    framework = _preflight(ctx, search_space)
+    framework, unfit = _preflight(ctx, search_space)
+    search_space = search_space.without(unfit)  # a knob the model cannot take is not searched
     lr_test, lr_notes = None, []
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
         search_space, lr_test, lr_notes = narrow_for_study(ctx, search_space)
@@ -277,13 +278,20 @@ def _study_attrs(url: str, name: str) -> dict[str, Any]:
     return {}
 
 
-def _preflight(ctx: TrialContext, space: SearchSpace) -> str:
-    """Build once with the first start point and dry-run one batch, before any trial."""
+#: knobs whose fit to the model the preflight probes, at a non-zero value (a rate of 0 always fits)
+PROBED = ("dropout", "l2", "label_smoothing")
+
+
+def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, str]]:
+    """Build once with the first start point and dry-run one batch, before any trial: the framework,
+    and the searched knobs of :data:`PROBED` the model cannot take, with the adapter's reason."""
     import optuna
 
     start = space.start_points[0] if space.start_points else {}
-    defaults = {n: _midpoint(d) for n, d in space.distributions.items() if n not in start}
-    params = space.sample(optuna.trial.FixedTrial({**defaults, **start}))
+    dists = space.distributions
+    defaults = {n: _midpoint(d) for n, d in dists.items() if n not in start}
+    probes = {n: _largest(dists[n]) for n in PROBED if n in dists}
+    params = space.sample(optuna.trial.FixedTrial({**defaults, **start, **probes}))
     seed_everything(ctx.settings.seed)
     hp = HyperParameters(params)
     try:
@@ -298,12 +306,22 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> str:
     cls = adapter_for(model)
     adapter = cls(model, ctx.settings)
     try:
-        adapter.regularize(params, hp.read)
+        injected = adapter.regularize(params, hp.read)
         X, y = ctx.train
         adapter.check_output(X[:8], y[:8])
     finally:
         adapter.release()
-    return cls.framework
+    unfit = [i for i in injected if not i.applied and i.knob in probes]
+    return cls.framework, {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
+
+
+def _largest(dist: Any) -> Any:
+    import optuna.distributions as od
+
+    if isinstance(dist, od.CategoricalDistribution):
+        numbers = [c for c in dist.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        return max(numbers) if numbers else dist.choices[0]
+    return dist.high
 
 
 def _midpoint(dist: Any) -> Any:

@@ -64,6 +64,7 @@ class SearchSpace:
         hyperparameters: Mapping[str, _Param],
         start: list[dict[str, Any]],
         notes: Iterable[str] = (),
+        dropped: Iterable[str] = (),
     ) -> None:
         self._name, self._source, self._description = name, source, description
         self._knobs = {k: knobs[k] for k in KNOBS if k in knobs}  # catalogue order
@@ -72,7 +73,9 @@ class SearchSpace:
         self._start = [{k: v for k, v in p.items() if params[k].type != "fixed"} for p in start]
         self._notes = list(notes)
         self._searched = tuple(p for p in params.values() if p.type != "fixed")
-        base = {k: kn.default for k, kn in KNOBS.items() if kn.default is not None and k not in params}
+        self._dropped = frozenset(dropped)  # knobs the model cannot take: not even their defaults
+        skip = set(params) | self._dropped
+        base = {k: kn.default for k, kn in KNOBS.items() if kn.default is not None and k not in skip}
         base.update({p.name: p.value for p in params.values() if p.type == "fixed"})
         self._base = base
         self._order = tuple(k for k in (*KNOBS, *self._hps) if k in params or k in base)
@@ -147,7 +150,22 @@ class SearchSpace:
         start = _adapt_starts(start, {**knobs, **self._hps}, notes)
         return SearchSpace(
             name=self._name, source=self._source, description=self._description,
-            knobs=knobs, hyperparameters=self._hps, start=start, notes=notes,
+            knobs=knobs, hyperparameters=self._hps, start=start, notes=notes, dropped=self._dropped,
+        )  # fmt: skip
+
+    def without(self, reasons: Mapping[str, str]) -> SearchSpace:
+        """This space without the knobs in ``reasons`` (knob -> why the model cannot take it)."""
+        if not reasons:
+            return self
+        knobs = {k: p for k, p in self._knobs.items() if k not in reasons}
+        notes = [
+            *self._notes,
+            *(f"{k}: not searched, not applicable to this model ({why})" for k, why in reasons.items()),
+        ]
+        start = [{k: v for k, v in p.items() if k not in reasons} for p in self._start]
+        return SearchSpace(
+            name=self._name, source=self._source, description=self._description, knobs=knobs,
+            hyperparameters=self._hps, start=start, notes=notes, dropped=self._dropped | set(reasons),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

@@ -167,6 +167,30 @@ def _working_dir_missing() -> tuple[int, str]:
     return cli("submit", "spec.yaml", "--working-dir", "nowhere")
 
 
+@case("E515")
+def _not_the_dashboard() -> tuple[int, str]:
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:  # a gRPC frame, as Ray's GCS port sends to an HTTP request
+        try:
+            conn, _ = server.accept()
+            conn.recv(1024)
+            conn.sendall(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00")
+            conn.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        return cli("jobs", "--address", f"http://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+
+
 @case("E513")
 def _dashboard_unreachable() -> tuple[int, str]:
     with socket.socket() as free:  # a port nothing listens on

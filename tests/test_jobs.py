@@ -186,3 +186,58 @@ def test_job_request_ships_the_spec_with_the_working_dir_or_as_text(tmp_path):
     elsewhere.mkdir()
     entrypoint, env = job_request(spec, elsewhere)
     assert entrypoint == f"regtuner run --spec-env {SPEC_ENV}" and "builder: m:f" in env["env_vars"][SPEC_ENV]
+
+
+@pytest.mark.parametrize(
+    "name", ["my spec.yaml", "x; echo INJECTED.yaml", "$(touch PWNED).yaml", "it's.yaml"]
+)
+def test_a_spec_name_with_spaces_or_shell_metacharacters_is_one_argument(tmp_path, name):
+    import os
+    import subprocess
+
+    from tuner.executors.ray.jobs import job_request
+
+    spec = tmp_path / name
+    spec.write_text("builder: m:f\ndata: m:g\n")
+    entrypoint, _ = job_request(spec, tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "regtuner"  # stands in for the CLI: prints the arguments the shell gave it
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "<%s>\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["/bin/sh", "-c", entrypoint], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.stdout.splitlines() == ["<run>", f"<{name}>"]
+    assert "INJECTED" not in done.stdout.replace(f"<{name}>", "") and not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("reply", [b"\x00\x00\x12\x04\x00\x00\x00\x00\x00", b"-ERR unknown command\r\n", b""])
+def test_an_address_on_a_port_that_is_not_the_dashboard_exits_2_in_one_line(capsys, reply):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer():  # what Ray's GCS (gRPC) or a Redis-like port sends back to an HTTP request
+        try:
+            while True:
+                conn, _ = server.accept()
+                conn.recv(1024)
+                conn.sendall(reply)
+                conn.close()
+        except OSError:  # the server closed: the test is over
+            pass
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        assert main(["status", "some-job", "--address", f"http://127.0.0.1:{port}"]) == 2
+    finally:
+        server.close()
+    err = capsys.readouterr().err.strip()
+    assert "not the Ray dashboard" in err and "http://HEAD:8265" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1

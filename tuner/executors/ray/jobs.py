@@ -9,9 +9,11 @@ never printed, logged, or put in the job's environment.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import shlex
 import time
 import urllib.error
 import urllib.request
@@ -70,6 +72,11 @@ def _auth_mode(address: str) -> str:
         raise ConfigError(
             f"the Ray dashboard at {address} answered HTTP {exc.code}; is this the dashboard's address "
             "(http://HEAD:8265)?"
+        ) from None
+    except http.client.HTTPException:  # an answer that is not HTTP: another of Ray's ports
+        raise ConfigError(
+            f"what answers at {address} is not the Ray dashboard (it does not speak HTTP: 6379 is Ray's "
+            "GCS port, 10001 its client server). Use the dashboard's address, http://HEAD:8265."
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -199,7 +206,8 @@ def job_request(
         runtime_env["working_dir"] = str(folder)
         runtime_env["excludes"] = list(EXCLUDES)
         if spec.is_relative_to(folder):
-            entrypoint = f"regtuner run {spec.relative_to(folder).as_posix()}"
+            # Ray runs the entrypoint through a shell: quoted, a file name is only ever a file name
+            entrypoint = shlex.join(["regtuner", "run", spec.relative_to(folder).as_posix()])
     if not entrypoint:
         runtime_env["env_vars"] = {SPEC_ENV: spec.read_text(encoding="utf-8")}
         entrypoint = f"regtuner run --spec-env {SPEC_ENV}"

@@ -312,11 +312,13 @@ def test_valid_uris_and_bad_types():
         MlflowTracker(None, "exp").end_study(SUMMARY, status="DONE")
 
 
-def test_unreachable_message_hides_credentials():
-    tracker = MlflowTracker(f"http://user:secret@127.0.0.1:{free_port()}", "exp")
+@pytest.mark.parametrize("auth, query", [("user:secret@", ""), ("", "?token=secret-token-1")])
+def test_unreachable_message_hides_credentials(auth, query):
+    tracker = MlflowTracker(f"http://{auth}127.0.0.1:{free_port()}/{query}", "exp")
     with pytest.warns(TrackingWarning) as seen:
         tracker.start_study(study_info("s", "exp"))
         tracker.flush(60)
     tracker.close(0)
     assert "secret" not in read_spool(tracker.status["spool"]).header["uri"]
-    assert "secret" not in str(seen[0].message) and "***@127.0.0.1" in str(seen[0].message)
+    assert "secret" not in str(seen[0].message) and "127.0.0.1" in str(seen[0].message)
+    assert ("***@127.0.0.1" if auth else "?***") in str(seen[0].message)

@@ -9,7 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 from tuner.errors import ConfigError
 
@@ -23,8 +28,8 @@ def register(subparsers: Any) -> dict[str, Any]:
         "ui",
         help="open the MLflow UI on the tracking store your studies use",
         description="Start the MLflow UI on the store the studies use (MLflow's default store, or "
-        "--tracking-uri) and print its URL. Binds to 127.0.0.1 unless --host says otherwise. "
-        "Ctrl-C stops it.",
+        "--tracking-uri) and print its URL once it answers. Binds to 127.0.0.1 unless --host says "
+        "otherwise. Ctrl-C or SIGTERM stops it and everything it started.",
     )
     ui.add_argument("--port", type=int, default=5000, help="port to serve on (default 5000)")
     ui.add_argument(
@@ -32,6 +37,12 @@ def register(subparsers: Any) -> dict[str, Any]:
     )
     ui.add_argument(
         "--tracking-uri", default=None, help="tracking store (default: $MLFLOW_TRACKING_URI or MLflow's)"
+    )
+    ui.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="Host headers the UI answers besides localhost and private IPs (MLflow's DNS-rebinding "
+        "guard), e.g. mlflow.example.org,10.0.0.5:5000",
     )
     sync = subparsers.add_parser(
         "sync",
@@ -55,11 +66,13 @@ def default_store(tracking_uri: str | None = None) -> str:
     return absolute_sqlite(mlflow.get_tracking_uri())
 
 
-def ui_command(uri: str, host: str, port: int) -> list[str]:
-    """The ``mlflow server`` command that serves the UI for ``uri``: one worker, no job runner."""
+def ui_command(host: str, port: int, allowed_hosts: str | None = None) -> list[str]:
+    """The ``mlflow server`` command that serves the UI: one worker. The store's URI travels in the
+    environment (``MLFLOW_BACKEND_STORE_URI``), never on a command line that ``ps`` shows."""
+    extra = [] if not allowed_hosts else ["--allowed-hosts", allowed_hosts]
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1",
+        "--host", host, "--port", str(port), "--workers", "1", *extra,
     ]  # fmt: skip
 
 
@@ -94,31 +107,114 @@ def _url(host: str, port: int) -> str:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from tuner.tracking.base import redact_uri
+
     uri = default_store(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
-        from tuner.tracking.base import redact_uri
-
         print(f"regtuner ui: the studies log to the tracking server {redact_uri(uri)}; open it in a browser.")
         return 0
     _check_address(args.host, args.port)
     if args.host not in _LOOPBACK:
+        hint = "" if args.allowed_hosts else (
+            " It answers only requests addressed to localhost or a private IP; name the others with "
+            "--allowed-hosts (e.g. --allowed-hosts mlflow.example.org)."
+        )  # fmt: skip
         print(
-            f"regtuner ui: warning: binding {args.host} serves the UI, with no login, to other machines.",
+            f"regtuner ui: warning: binding {args.host} serves the UI, with no login, to other "
+            f"machines.{hint}",
             file=sys.stderr,
         )
-    env = dict(os.environ)
+    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri)
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no background job runner for a UI
-    process = subprocess.Popen(ui_command(uri, args.host, args.port), env=env)
-    print(f"MLflow UI for {uri}\n  {_url(args.host, args.port)}\n(Ctrl-C to stop)", flush=True)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
+    process = subprocess.Popen(
+        ui_command(args.host, args.port, args.allowed_hosts),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopping it stops the workers it starts
+    )
+    relay = threading.Thread(target=_relay, args=(process.stdout, uri), daemon=True)
+    relay.start()
+    with _sigterm_as_interrupt():
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        return 0
+            if not _wait_until_up(process, args.host, args.port):
+                print(
+                    f"regtuner ui: the MLflow server for {redact_uri(uri)} stopped before it served "
+                    f"(exit code {process.returncode}); its output is above.",
+                    file=sys.stderr,
+                )
+                return 1
+            print(
+                f"MLflow UI for {redact_uri(uri)}\n  {_url(args.host, args.port)}\n(Ctrl-C to stop)",
+                flush=True,
+            )
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            _stop(process)
+            relay.join(timeout=5)
+
+
+def _relay(stream: IO[bytes], uri: str) -> None:
+    """The server's output, line by line, to stderr, with the store's secrets masked."""
+    from tuner.tracking.base import mask_secrets
+
+    for raw in iter(stream.readline, b""):
+        sys.stderr.write(mask_secrets(raw.decode(errors="replace"), uri))
+        sys.stderr.flush()
+    stream.close()
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 180.0) -> bool:
+    """True once the server answers ``/health``; False when it exits first (or never answers)."""
+    near = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"{_url(near, port)}/health"
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, docker, CI) takes the Ctrl-C path, so the server is stopped either way."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group: SIGINT, SIGKILL after 15 s, then any worker left."""
+    _signal_group(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    _signal_group(process.pid, signal.SIGKILL)  # workers that outlived the server
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ __all__ = [
     "TrackingWarning",
     "validate_tracking_uri",
     "redact_uri",
+    "mask_secrets",
+    "uri_secrets",
     "failure_warning",
     "log_unsent",
 ]
@@ -236,6 +238,22 @@ def _plugin_schemes() -> set[str]:
         return set()
 
 
+def uri_secrets(uri: str | None) -> list[str]:
+    """The parts of ``uri`` that must reach no terminal, log or store (password, query values), as
+    written, percent-decoded and percent-encoded; longest first."""
+    parts = urllib.parse.urlsplit(uri or "")
+    found = [parts.password or ""] + [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= 4]
+    forms = {f for x in found if x for f in (x, urllib.parse.unquote(x), urllib.parse.quote(x, safe=""))}
+    return sorted(forms, key=len, reverse=True)
+
+
+def mask_secrets(text: str, uri: str | None) -> str:
+    """``text`` (an error message, a server's log line) with ``uri``'s secrets replaced by ``***``."""
+    for secret in uri_secrets(uri):
+        text = text.replace(secret, "***")
+    return text
+
+
 def redact_uri(uri: str | None) -> str:
     """``uri`` without user, password and query (which may hold secrets), fit for messages."""
     if not uri:
@@ -309,9 +327,7 @@ def failure_warning(
 
     Unsent operations went to the ``spool`` file when known, else under ``spool_dir``; ``local``: the
     failure was in this process, so nothing was spooled."""
-    netloc = urllib.parse.urlsplit(uri or "").netloc
-    if "@" in netloc:  # MLflow's own messages may repeat the URL with its credentials
-        message = message.replace(netloc.rsplit("@", 1)[0], "***")
+    message = mask_secrets(message, uri)  # MLflow's own messages may repeat the URL with its secrets
     text = f"MLflow tracking at {redact_uri(uri)} failed to {what} ({message[:600]}). The study goes on"
     if local:
         text += "; this was not sent."

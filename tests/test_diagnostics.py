@@ -195,3 +195,50 @@ def test_selection_bias_on_noise_labels_is_reported_as_optimism_and_chance():
     assert "at_chance" in kinds(r)
     text = r.report()
     assert "optimistic" in text and "at chance" in text
+
+
+def _evidence(task, validation, test, test_se, y_train, y_test, objective="val_loss"):
+    from tuner.insight.findings.types import Evidence
+    from tuner.records import TrialRecord
+    from tuner.trial.objectives import parse_objective
+
+    chosen = TrialRecord(number=0, params={}, state="complete", values=(1.0,))
+    obj = parse_objective(objective, task)
+    return Evidence(task=task, objective=obj, records=[chosen], chosen=chosen, validation=validation,
+                    test=test, test_se=test_se, y_train=y_train, y_test=y_test)  # fmt: skip
+
+
+def test_at_chance_says_below_chance_when_the_score_is_far_under_it():
+    from tuner.insight.findings.honesty import at_chance
+    from tuner.records import TaskInfo
+
+    task = TaskInfo("binary", 2, (0, 1))
+    y_train, y_test = np.array([0] * 60 + [1] * 40), np.array([0] * 60 + [1] * 40)
+    below = at_chance(
+        _evidence(task, {"accuracy": 0.5}, {"accuracy": 0.30}, {"accuracy": 0.03}, y_train, y_test)
+    )
+    assert (
+        below
+        and "below chance" in below[0].summary
+        and "worse than predicting the majority class" in (below[0].summary)
+    )
+    assert "within" not in below[0].summary
+    near = at_chance(
+        _evidence(task, {"accuracy": 0.6}, {"accuracy": 0.61}, {"accuracy": 0.03}, y_train, y_test)
+    )
+    assert near and "at chance" in near[0].summary and "within 2 standard errors" in near[0].summary
+
+
+def test_high_optimism_ignores_r2_when_the_test_loss_is_no_worse():
+    from tuner.insight.findings.honesty import high_optimism
+    from tuner.records import TaskInfo
+
+    task = TaskInfo("regression", 0, n_outputs=1)
+    y = np.linspace(0, 1, 50)
+    # a test part with less target variance: R² drops although the squared error improved
+    ok = _evidence(task, {"r2": 0.80, "mse": 0.20, "loss": 0.20}, {"r2": 0.55, "mse": 0.15, "loss": 0.15},
+                   {"r2": 0.02, "mse": 0.01, "loss": 0.01}, y, y)  # fmt: skip
+    assert high_optimism(ok) == []
+    worse = _evidence(task, {"r2": 0.80, "mse": 0.20, "loss": 0.20}, {"r2": 0.55, "mse": 0.45, "loss": 0.45},
+                      {"r2": 0.02, "mse": 0.01, "loss": 0.01}, y, y)  # fmt: skip
+    assert [f.kind for f in high_optimism(worse)] == ["high_optimism"]

@@ -234,3 +234,11 @@ def test_knobs_the_model_cannot_take_are_not_searched_nor_returned():
     note = [n for n in result.notes if n.startswith("dropout: not searched")]
     assert len(note) == 1 and "not applicable to this model" in note[0]
     assert "dropout: not searched" in result.report()
+
+
+def test_the_untuned_baseline_of_a_plain_estimator_runs():
+    X, y = data()
+    result = tune(lambda: LogisticRegression(max_iter=200), (X, y), space="quick", n_trials=2,
+                  tracking=False, progress=False)  # fmt: skip
+    untuned = next(b for b in result.baselines if b.name == "untuned")
+    assert untuned.ok and 0.0 <= untuned.test["accuracy"] <= 1.0, untuned.error

@@ -92,7 +92,8 @@ def test_presets_match_the_documented_ranges():
         "none",
         "noise",
         "mixup",
-        "flip+translate",
+        "translate",
+        "flip",
         "shift",
     )
     assert default.fixed == {"warmup_fraction": 0.05, "patience": 10}
@@ -200,7 +201,7 @@ def test_for_task_regression_on_tabular_drops_label_smoothing_and_foreign_augmen
     assert "label_smoothing" not in space.knob_names
     assert space.distributions["augmentation"].choices == ("none", "noise", "mixup")
     assert any("label_smoothing" in n for n in space.notes)
-    assert "augmentation: dropped flip+translate, shift (not for tabular inputs)" in space.notes
+    assert "augmentation: dropped translate, flip, shift (not for tabular inputs)" in space.notes
     assert "label_smoothing" not in space.start_points[0]
     for params in run_study(space):
         assert "label_smoothing" not in params or params["label_smoothing"] == 0.0  # the default only
@@ -209,7 +210,7 @@ def test_for_task_regression_on_tabular_drops_label_smoothing_and_foreign_augmen
 
 def test_for_task_keeps_what_applies():
     image = resolve("default").for_task(IMAGE)
-    assert image.distributions["augmentation"].choices == ("none", "noise", "mixup", "flip+translate")
+    assert image.distributions["augmentation"].choices == ("none", "noise", "mixup", "translate", "flip")
     assert "label_smoothing" in image.distributions
     sequence = resolve("default").for_task(SEQUENCE)
     assert sequence.distributions["augmentation"].choices == ("none", "noise", "mixup", "shift")

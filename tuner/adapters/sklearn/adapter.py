@@ -114,7 +114,7 @@ class SklearnAdapter(Adapter):
             injection, applied = self._hyperparameter(name, params[name], builder_read)
             out.append(injection)
             tuned |= applied
-        if not tuned:
+        if not tuned and params:  # no params: the untuned baseline, which asks for nothing
             raise ModelError(
                 f"nothing to tune: {self.name} has no regularization parameter regtuner knows by name "
                 f"({', '.join(skp.REGULARIZATION_NAMES)}) that the space's l2 knob could set, and the space "

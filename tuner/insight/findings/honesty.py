@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuner.insight.findings.common import BOUNDED, fmt, main_metric, oriented
+from tuner.insight.findings.common import BOUNDED, fmt, loss_key, main_metric, oriented
 from tuner.insight.findings.types import Evidence, Finding
 from tuner.trial.metrics import compute
 
@@ -33,6 +33,11 @@ def high_optimism(ev: Evidence) -> list[Finding]:
         rows[name] = {"validation": fmt(val), "test": fmt(test), "optimism": fmt(opt), "test_se": fmt(se)}
         if opt > max(SE_FACTOR * se, floor):
             flagged.append(name)
+    key = loss_key(ev.task, ev.test)
+    val_loss, test_loss = ev.validation.get(key), ev.test.get(key)
+    if "r2" in flagged and val_loss is not None and test_loss is not None:
+        if oriented(key, val_loss, test_loss) <= 0:  # R² moves with the test part's target variance
+            flagged.remove("r2")
     if not flagged:
         return []
     n = len(ev.complete)
@@ -73,10 +78,13 @@ def at_chance(ev: Evidence) -> list[Finding]:
     evidence = {f"test_{metric}": fmt(test), f"chance_{metric}": fmt(chance), "test_se": fmt(se)}
     if metric in ev.validation:
         evidence[f"validation_{metric}"] = fmt(ev.validation[metric])
-    summary = (
-        f"The test score is at chance: {metric} {test:.3f} on the test part, {what} gives {chance:.3f} "
-        f"(difference within {SE_FACTOR:g} standard errors of {se:.3f}). Nothing the model learned transfers."
-    )
+    if chance - test > SE_FACTOR * se:
+        where = f"below chance: {metric} {test:.3f} on the test part, worse than {what} ({chance:.3f})"
+        by = f"by more than {SE_FACTOR:g} standard errors of {se:.3f}"
+    else:
+        where = f"at chance: {metric} {test:.3f} on the test part, {what} gives {chance:.3f}"
+        by = f"difference within {SE_FACTOR:g} standard errors of {se:.3f}"
+    summary = f"The test score is {where} ({by}). Nothing the model learned transfers."
     advice = (
         "Check that the labels match the rows and that the features can predict them; a validation score "
         "above chance next to this one is selection luck or leakage, not signal."

@@ -27,6 +27,36 @@ def test_hp_is_read_only_and_tracks_reads():
         _ = hp.nope
 
 
+def test_keras_tuner_and_optuna_declarations_give_defaults_then_the_trials_values():
+    from tuner.space.hp import declared_params
+
+    hp = HyperParameters({"dropout": 0.3})
+    assert hp.Int("units", 32, 256, step=32) == 32  # not in the space yet: Keras Tuner's default
+    assert hp.Int("filters", 8, 64, step=2, sampling="log") == 8
+    assert hp.Float("lr", 1e-4, 1e-2, sampling="log", default=1e-3) == 1e-3
+    assert hp.Choice("act", ["relu", "tanh"]) == "relu" and hp.Boolean("deep") is False
+    assert hp.Fixed("width", 7) == 7 and hp.suggest_int("depth", 1, 3) == 1
+    assert hp.suggest_categorical("opt", ["a", "b"]) == "a"
+    assert hp.Float("dropout", 0.0, 0.5) == 0.3 and "dropout" in hp.read  # the space's value
+    with hp.conditional_scope("deep", [True]):
+        hp.Int("extra", 1, 4)
+    params = declared_params(hp)
+    assert params["units"].spec() == {"type": "int", "low": 32, "high": 256, "step": 32}
+    assert params["filters"].spec() == [8, 16, 32, 64]  # a factor on a log scale: its values
+    assert params["lr"].spec() == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
+    assert params["act"].spec() == ["relu", "tanh"] and params["deep"].spec() == [False, True]
+    assert params["width"].spec() == 7 and params["dropout"].spec() == {
+        "type": "float",
+        "low": 0.0,
+        "high": 0.5,
+    }
+    assert HyperParameters({"units": 96}).Int("units", 32, 256, step=32) == 96
+    bad = HyperParameters({})
+    bad.Float("dropout", 0.0, 1.5)
+    with pytest.raises(ConfigError, match=r"build_model's hp.Float\('dropout'"):
+        declared_params(bad)
+
+
 def test_classification_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)

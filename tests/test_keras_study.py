@@ -250,3 +250,36 @@ def test_a_subclassed_model_without_dropout_layers_has_no_dropout_searched():
     assert set(result.best_params) >= {"learning_rate"} and "dropout" not in result.best_params
     assert any("dropout: not searched" in n and "keras.Model subclass" in n for n in result.notes)
     assert np.isfinite(result.best_model.evaluate(X, y, verbose=0))
+
+
+def test_a_keras_tuner_builder_runs_unchanged_and_its_names_come_back():
+    def build_model(hp):  # as written for keras_tuner.RandomSearch
+        model = keras.Sequential([keras.Input((8,))])
+        model.add(
+            keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation=hp.Choice("act", ["relu", "tanh"]))
+        )
+        if hp.Boolean("second"):
+            model.add(keras.layers.Dense(8, activation="relu"))
+        model.add(keras.layers.Dropout(hp.Float("dropout", 0.0, 0.4, step=0.1)))
+        model.add(keras.layers.Dense(3, activation="softmax"))
+        lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        return model
+
+    X, y = three_classes()
+    result = tune(build_model, (X, y), space="quick", n_trials=3, max_epochs=2, **QUIET)
+    best = result.best_params
+    assert (
+        best["units"] in (8, 16, 24, 32)
+        and best["act"] in ("relu", "tanh")
+        and best["second"] in (False, True)
+    )
+    assert 0.0 <= best["dropout"] <= 0.4 and 1e-4 <= best["learning_rate"] <= 1e-2
+    assert len({r.params["units"] for r in result.records} | {r.params["act"] for r in result.records}) > 2
+    assert any("build_model declares units, act, second, dropout, learning_rate" in n for n in result.notes)
+    for record in result.records:  # the builder applied dropout and learning rate itself: not injected again
+        applied = {i.knob: i.detail for i in record.injected}
+        assert "build_model" in applied.get("dropout", "build_model")
+    assert 0.0 <= result.best_model.evaluate(X, y, verbose=0, return_dict=True)["accuracy"] <= 1.0

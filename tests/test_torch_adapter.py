@@ -527,3 +527,18 @@ def test_a_gpu_requested_where_there_is_none_is_refused_before_any_trial():
     with pytest.raises(ConfigError, match="not a torch device"):
         adapter(mlp(), device="gpu0")
     assert adapter(mlp(), device="cpu").device.type == "cpu"
+
+
+def test_an_optuna_style_builder_declares_its_own_search():
+    def build(hp):
+        width = hp.suggest_int("width", 4, 16, step=4)
+        act = hp.suggest_categorical("act", ["relu", "tanh"])
+        return nn.Sequential(
+            nn.Linear(4, width), nn.ReLU() if act == "relu" else nn.Tanh(), nn.Linear(width, 3)
+        )
+
+    X, y = data(n=120)
+    result = tune(build, (X, y), space="quick", n_trials=3, max_epochs=2, tracking=False, progress=False,
+                  baselines=False)  # fmt: skip
+    assert result.best_params["width"] in (4, 8, 12, 16) and result.best_params["act"] in ("relu", "tanh")
+    assert {"params_width", "params_act"} <= set(result.trials.columns)

@@ -20,7 +20,7 @@ from tuner.insight.evaluation import EvalOptions, finish, summary_for
 from tuner.insight.lr_range import narrow_for_study
 from tuner.insight.result import Result
 from tuner.progress import Progress, ProgressMode
-from tuner.space.hp import HyperParameters
+from tuner.space.hp import HyperParameters, declared_params
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
 from tuner.study.storage import check_resumable, storage_url, stored_records
@@ -88,7 +88,8 @@ def tune(
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)
-    framework, unfit = _preflight(ctx, search_space)
+    framework, declared, unfit = _preflight(ctx, search_space)
+    search_space = search_space.with_params(declared, _declared_note(declared, search_space))
     search_space = search_space.without(unfit)  # a knob the model cannot take is not searched
     lr_test, lr_notes = None, []
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
@@ -282,9 +283,10 @@ def _study_attrs(url: str, name: str) -> dict[str, Any]:
 PROBED = ("dropout", "l2", "label_smoothing")
 
 
-def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, str]]:
+def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Build once with the first start point and dry-run one batch, before any trial: the framework,
-    and the searched knobs of :data:`PROBED` the model cannot take, with the adapter's reason."""
+    the parameters the builder declares (``hp.Int``, ``hp.suggest_float``...), and the searched knobs
+    of :data:`PROBED` the model cannot take, with the adapter's reason."""
     import optuna
 
     start = space.start_points[0] if space.start_points else {}
@@ -312,7 +314,14 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, st
     finally:
         adapter.release()
     unfit = [i for i in injected if not i.applied and i.knob in probes]
-    return cls.framework, {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
+    reasons = {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
+    return cls.framework, declared_params(hp), reasons
+
+
+def _declared_note(declared: dict[str, Any], space: SearchSpace) -> str:
+    replaced = [n for n in declared if n in space.knob_names or n in space.hyperparameter_names]
+    note = f"build_model declares {', '.join(declared)}: searched as it declares them"
+    return note + (f" (instead of the space's {', '.join(replaced)})" if replaced else "")
 
 
 def _largest(dist: Any) -> Any:

@@ -22,12 +22,12 @@ from tuner.space.knobs import (
     KNOBS,
     Knob,
     _did_you_mean,
-    _is_number,
     _Param,
     _parse_param,
     parse_policy,
 )
 from tuner.space.presets import PRESETS, preset_dir, preset_path
+from tuner.space.starts import adapt_starts, parse_starts
 from tuner.space.yamldoc import safe_load
 
 if TYPE_CHECKING:
@@ -147,25 +147,33 @@ class SearchSpace:
             {k: ("none" if k == "augmentation" and not fits(v) else v) for k, v in p.items()}
             for p in self._start
         ]
-        start = _adapt_starts(start, {**knobs, **self._hps}, notes)
-        return SearchSpace(
-            name=self._name, source=self._source, description=self._description,
-            knobs=knobs, hyperparameters=self._hps, start=start, notes=notes, dropped=self._dropped,
-        )  # fmt: skip
+        return self._derived(knobs, self._hps, adapt_starts(start, {**knobs, **self._hps}, notes), notes)
 
     def without(self, reasons: Mapping[str, str]) -> SearchSpace:
         """This space without the knobs in ``reasons`` (knob -> why the model cannot take it)."""
-        if not reasons:
-            return self
         knobs = {k: p for k, p in self._knobs.items() if k not in reasons}
         notes = [
             *self._notes,
             *(f"{k}: not searched, not applicable to this model ({why})" for k, why in reasons.items()),
         ]
         start = [{k: v for k, v in p.items() if k not in reasons} for p in self._start]
+        return self._derived(knobs, self._hps, start, notes, dropped=reasons) if reasons else self
+
+    def with_params(self, params: Mapping[str, _Param], note: str) -> SearchSpace:
+        """This space with ``params`` added or replacing what it had (knobs by their name, the rest as
+        hyperparameters), e.g. those a Keras Tuner builder declares; ``note`` says where they came from."""
+        knobs = {**self._knobs, **{k: p for k, p in params.items() if k in KNOBS}}
+        hps = {**self._hps, **{k: p for k, p in params.items() if k not in KNOBS}}
+        notes = [*self._notes, note] if params else self._notes
+        start = adapt_starts(self._start, {**knobs, **hps}, notes)
+        return self._derived(knobs, hps, start, notes) if params else self
+
+    def _derived(
+        self, knobs: dict, hps: dict, start: list, notes: list, dropped: Iterable[str] = ()
+    ) -> SearchSpace:
         return SearchSpace(
             name=self._name, source=self._source, description=self._description, knobs=knobs,
-            hyperparameters=self._hps, start=start, notes=notes, dropped=self._dropped | set(reasons),
+            hyperparameters=hps, start=start, notes=notes, dropped=self._dropped | set(dropped),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,60 +205,6 @@ class SearchSpace:
     def __repr__(self) -> str:
         searched = ", ".join(p.name for p in self._searched)
         return f"SearchSpace({self._name!r}, searched=[{searched}], fixed={self.fixed})"
-
-
-def _adapt_starts(starts: list[dict[str, Any]], params: Mapping[str, _Param], notes: list[str]) -> list[dict]:
-    """Fit inherited start points into ``params``: clip numbers, drop what no longer applies."""
-    out = []
-    for i, point in enumerate(starts):
-        kept: dict[str, Any] = {}
-        for key, value in point.items():
-            p = params.get(key)
-            if p is None or p.type == "fixed":
-                continue
-            where = f"start[{i}].{key}"
-            try:
-                kept[key] = p.check(value, where)
-                continue
-            except ConfigError:
-                pass
-            if p.type != "categorical" and _is_number(value):
-                clipped = min(max(value, p.low), p.high)
-                if p.step:
-                    clipped = min(p.low + round((clipped - p.low) / p.step) * p.step, p.high)
-                try:
-                    kept[key] = p.check(round(clipped) if p.type == "int" else float(clipped), where)
-                    notes.append(
-                        f"start[{i}]: {key}={value!r} clipped to {kept[key]!r} (range of this space)"
-                    )
-                    continue
-                except ConfigError:
-                    pass
-            notes.append(f"start[{i}]: dropped {key}={value!r} (not a value of this space)")
-        if kept:
-            out.append(kept)
-    return out
-
-
-def _parse_starts(raw: Any, params: Mapping[str, _Param]) -> list[dict[str, Any]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError(f"start: must be a list of mappings (parameter: value), got {raw!r}")
-    out = []
-    for i, point in enumerate(raw):
-        if not isinstance(point, Mapping):
-            raise ConfigError(f"start[{i}]: must be a mapping of parameter: value, got {point!r}")
-        checked = {}
-        for key, value in point.items():
-            if key not in params:
-                raise ConfigError(
-                    f"start[{i}].{key}: not a parameter of this space{_did_you_mean(key, params)}; "
-                    f"start points may set: {', '.join(params) or 'nothing (the space is empty)'}"
-                )
-            checked[key] = params[key].check(value, f"start[{i}].{key}")
-        out.append(checked)
-    return out
 
 
 def _section(doc: Mapping[Any, Any], key: str) -> Mapping[Any, Any]:
@@ -310,9 +264,9 @@ def _build(doc: Mapping[str, Any], name: str, source: str, parent: SearchSpace |
     params = {**knobs, **hps}
     notes: list[str] = list(parent.notes) if parent else []
     if "start" in doc:
-        start = _parse_starts(doc["start"], params)
+        start = parse_starts(doc["start"], params)
     else:
-        start = _adapt_starts(parent._start if parent else [], params, notes)
+        start = adapt_starts(parent._start if parent else [], params, notes)
     return SearchSpace(
         name=name, source=source, description=description, knobs=knobs, hyperparameters=hps,
         start=start, notes=notes,

@@ -242,3 +242,24 @@ def test_high_optimism_ignores_r2_when_the_test_loss_is_no_worse():
     worse = _evidence(task, {"r2": 0.80, "mse": 0.20, "loss": 0.20}, {"r2": 0.55, "mse": 0.45, "loss": 0.45},
                       {"r2": 0.02, "mse": 0.01, "loss": 0.01}, y, y)  # fmt: skip
     assert [f.kind for f in high_optimism(worse)] == ["high_optimism"]
+
+
+def test_worse_than_untuned_says_when_tuning_lost_to_the_users_own_model():
+    from tuner.insight.baselines import Baseline
+    from tuner.insight.findings.honesty import worse_than_untuned
+    from tuner.records import TaskInfo
+
+    task = TaskInfo("multiclass", 3, (0, 1, 2))
+    y = np.arange(90) % 3
+
+    def with_untuned(own, tuned, se=0.02):
+        ev = _evidence(task, {"accuracy": 0.9}, {"accuracy": tuned}, {"accuracy": se}, y, y)
+        ev.baselines.append(Baseline("untuned", "build_model as given", {"loss": 0.3}, {"accuracy": own}, {}))
+        return worse_than_untuned(ev)
+
+    found = with_untuned(own=0.91, tuned=0.82)
+    assert [f.kind for f in found] == ["worse_than_untuned"]
+    assert "Tuning did worse than your own model: test accuracy 0.820" in found[0].summary
+    assert found[0].evidence["untuned_test_accuracy"] == 0.91
+    assert with_untuned(own=0.91, tuned=0.89) == []  # within noise
+    assert with_untuned(own=0.80, tuned=0.90) == []  # tuning helped

@@ -283,3 +283,25 @@ def test_a_keras_tuner_builder_runs_unchanged_and_its_names_come_back():
         applied = {i.knob: i.detail for i in record.injected}
         assert "build_model" in applied.get("dropout", "build_model")
     assert 0.0 <= result.best_model.evaluate(X, y, verbose=0, return_dict=True)["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("optimizer, moved", [("sgd", True), ("adam", False)])
+def test_the_users_optimizer_anchors_the_learning_rate_range(optimizer, moved):
+    def build():
+        model = _multiclass_mlp()()
+        opt = keras.optimizers.SGD(0.05, momentum=0.9) if optimizer == "sgd" else keras.optimizers.Adam(1e-3)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    X, y = three_classes()
+    result = tune(build, (X, y), space="default", n_trials=2, max_epochs=1, **QUIET)
+    notes = [n for n in result.notes if n.startswith("learning_rate: searched from")]
+    rates = [r.params["learning_rate"] for r in result.records]
+    if moved:
+        assert len(notes) == 1 and "around your SGD's 0.05" in notes[0]
+        assert all(0.05 / 18 <= lr <= 0.05 * 18 for lr in rates)  # the preset's width, centred on 0.05
+        kept = [i.detail for r in result.records for i in r.injected if i.knob == "learning_rate"]
+        assert all("SGD" in d for d in kept)  # the class (and its momentum) kept, not swapped for Adam
+        assert result.best_model.optimizer.momentum == pytest.approx(0.9)
+    else:
+        assert notes == [] and all(1e-4 <= lr <= 3e-2 for lr in rates)

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from tuner import __version__
 from tuner.adapters.base import FitSettings, adapter_for
@@ -21,6 +21,7 @@ from tuner.insight.lr_range import narrow_for_study
 from tuner.insight.result import Result
 from tuner.progress import Progress, ProgressMode
 from tuner.space.hp import HyperParameters, declared_params
+from tuner.space.presets import PRESETS
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
 from tuner.study.storage import check_resumable, storage_url, stored_records
@@ -88,9 +89,8 @@ def tune(
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)
-    framework, declared, unfit = _preflight(ctx, search_space)
-    search_space = search_space.with_params(declared, _declared_note(declared, search_space))
-    search_space = search_space.without(unfit)  # a knob the model cannot take is not searched
+    check = _preflight(ctx, search_space)
+    framework, search_space = check.framework, _fitted(search_space, check)
     lr_test, lr_notes = None, []
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
         search_space, lr_test, lr_notes = narrow_for_study(ctx, search_space)
@@ -283,10 +283,19 @@ def _study_attrs(url: str, name: str) -> dict[str, Any]:
 PROBED = ("dropout", "l2", "label_smoothing")
 
 
-def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """Build once with the first start point and dry-run one batch, before any trial: the framework,
-    the parameters the builder declares (``hp.Int``, ``hp.suggest_float``...), and the searched knobs
-    of :data:`PROBED` the model cannot take, with the adapter's reason."""
+class Preflight(NamedTuple):
+    """What the build before the study found: the framework, the parameters the builder declares
+    (``hp.Int``, ``hp.suggest_float``...), the searched knobs of :data:`PROBED` the model cannot take
+    (knob -> the adapter's reason), and the learning rate the user's model carries."""
+
+    framework: str
+    declared: dict[str, Any]
+    unfit: dict[str, str]
+    anchor: tuple[float, str, bool] | None
+
+
+def _preflight(ctx: TrialContext, space: SearchSpace) -> Preflight:
+    """Build once with the first start point and dry-run one batch, before any trial."""
     import optuna
 
     start = space.start_points[0] if space.start_points else {}
@@ -307,6 +316,7 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, An
         ) from exc
     cls = adapter_for(model)
     adapter = cls(model, ctx.settings)
+    anchor = adapter.user_learning_rate()  # before regularize gives the model its trial optimizer
     try:
         injected = adapter.regularize(params, hp.read)
         X, y = ctx.train
@@ -315,7 +325,28 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> tuple[str, dict[str, An
         adapter.release()
     unfit = [i for i in injected if not i.applied and i.knob in probes]
     reasons = {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
-    return cls.framework, declared_params(hp), reasons
+    return Preflight(cls.framework, declared_params(hp), reasons, anchor)
+
+
+def _fitted(space: SearchSpace, check: Preflight) -> SearchSpace:
+    """The space as the model takes it: the builder's declarations added, the learning rate around
+    the user's own, and the knobs the model cannot take removed (not sampled, not in best_params)."""
+    space = space.with_params(check.declared, _declared_note(check.declared, space))
+    space = _anchored(space, check.anchor, "learning_rate" in check.declared)
+    return space.without(check.unfit)
+
+
+def _anchored(space: SearchSpace, anchor: tuple[float, str, bool] | None, declared: bool) -> SearchSpace:
+    """A preset's learning-rate range (pitched for Adam at 1e-3) moved around the rate of the user's
+    own optimizer, when that optimizer is SGD or its rate lies outside the range; not when the
+    space is the user's own or the builder declares the rate."""
+    if anchor is None or declared or space.name not in PRESETS or "learning_rate" not in space.distributions:
+        return space
+    lr, name, adaptive = anchor
+    dist = space.distributions["learning_rate"]
+    if adaptive and dist.low <= lr <= dist.high:
+        return space
+    return space.around_learning_rate(lr, f"your {name}'s {lr:g}")
 
 
 def _declared_note(declared: dict[str, Any], space: SearchSpace) -> str:

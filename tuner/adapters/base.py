@@ -138,6 +138,11 @@ class Adapter(abc.ABC):
         """
         return None
 
+    def user_learning_rate(self) -> tuple[float, str, bool] | None:
+        """The learning rate the user's model carries (a compiled optimizer), that optimizer's class
+        name, and whether it adapts its steps (Adam, RMSprop...); None when the model carries none."""
+        return None
+
     def for_user(self) -> Any:
         """The trained model as ``Result.best_model``: ready for the user's next line of code, on the
         inputs and labels they gave ``tune()`` (no tuning-only loss, target format or mode left)."""

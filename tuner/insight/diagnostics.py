@@ -27,7 +27,9 @@ augmentation_hurt       trials with augmentation have a median objective >= 5 % 
 high_optimism           validation estimate above the test score by more than 2 test standard errors
                         (and more than 0.02 for bounded metrics, 5 % for losses)
 at_chance               the test accuracy is within 2 standard errors of the majority class (R² of 0
-                        for regression)
+                        for regression), or below it
+worse_than_untuned      the chosen configuration's test accuracy (R²) is below the untuned model's by
+                        more than 2 standard errors of the difference and more than 0.02
 ======================  =============================================================================
 """
 

@@ -8,6 +8,7 @@ up front into a :class:`SearchSpace`; :meth:`SearchSpace.sample` feeds an Optuna
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -167,6 +168,20 @@ class SearchSpace:
         notes = [*self._notes, note] if params else self._notes
         start = adapt_starts(self._start, {**knobs, **hps}, notes)
         return self._derived(knobs, hps, start, notes) if params else self
+
+    def around_learning_rate(self, lr: float, why: str) -> SearchSpace:
+        """The searched learning-rate range moved to centre on ``lr`` (log scale, the same width)."""
+        p = self._knobs.get("learning_rate")
+        if p is None or p.type != "float" or not p.log or not lr > 0:
+            return self
+        half = math.sqrt(p.high / p.low)
+        spec = {"low": lr / half, "high": lr * half, "log": True}
+        try:
+            new = _parse_param("learning_rate", spec, "learning_rate", KNOBS["learning_rate"])
+        except ConfigError:  # outside what the knob allows: keep the space's range
+            return self
+        note = f"learning_rate: searched from {new.low:.3g} to {new.high:.3g} around {why}"
+        return self.with_params({"learning_rate": new}, f"{note}, not {p.low:g} to {p.high:g}")
 
     def _derived(
         self, knobs: dict, hps: dict, start: list, notes: list, dropped: Iterable[str] = ()

@@ -360,10 +360,16 @@ class KerasAdapter(Adapter):
         value = keras.ops.mean(fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(out)))
         return float(keras.ops.convert_to_numpy(value))
 
+    def user_learning_rate(self) -> tuple[float, str, bool] | None:
+        opt = getattr(self.model, "optimizer", None) if getattr(self.model, "compiled", False) else None
+        opt = getattr(opt, "inner_optimizer", opt)
+        lr = _float_or_none(getattr(opt, "learning_rate", None))  # None: no optimizer, or a schedule
+        adaptive = not isinstance(opt, self.keras.optimizers.SGD)
+        return None if lr is None else (lr, type(opt).__name__, adaptive)
+
     def for_user(self) -> Any:
-        """The model compiled for the user's labels: training used one-hot targets (label smoothing
-        needs them), the user passes class indices (or their own loss's format). Their own loss and
-        metrics come back (an inferred loss becomes its sparse form); the tuned optimizer stays."""
+        """The model compiled with the user's own loss and metrics (an inferred loss in its sparse form),
+        for the labels they gave: training used one-hot targets. The tuned optimizer stays."""
         plan = self._plan
         if plan is None or plan.target != "onehot":
             return self.model  # binary, regression and custom losses take the user's targets already

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from tuner.insight.findings.curves import divergence, overfitting
 from tuner.insight.findings.fit import no_gain_over_linear, underfitting
-from tuner.insight.findings.honesty import at_chance, high_optimism
+from tuner.insight.findings.honesty import at_chance, high_optimism, worse_than_untuned
 from tuner.insight.findings.leakage import leakage
 from tuner.insight.findings.search import augmentation_hurt, important_knobs, lr_sensitivity
 
@@ -23,4 +23,5 @@ RULES: tuple[Callable, ...] = (
     augmentation_hurt,
     high_optimism,
     at_chance,
+    worse_than_untuned,
 )

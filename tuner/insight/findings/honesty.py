@@ -90,3 +90,28 @@ def at_chance(ev: Evidence) -> list[Finding]:
         "above chance next to this one is selection luck or leakage, not signal."
     )
     return [Finding("at_chance", summary, evidence, advice)]
+
+
+def worse_than_untuned(ev: Evidence) -> list[Finding]:
+    """The chosen configuration's test score is worse than the user's own model's, beyond noise."""
+    untuned = ev.baseline("untuned")
+    metric = main_metric(ev.task)
+    if untuned is None or metric not in ev.test or metric not in untuned.test:
+        return []
+    tuned, own = ev.test[metric], untuned.test[metric]
+    se = ev.test_se.get(metric, 0.0) * 2**0.5  # the difference of two scores on the same test rows
+    if own - tuned <= max(SE_FACTOR * se, FLOOR_BOUNDED):
+        return []
+    evidence = {f"test_{metric}": fmt(tuned), f"untuned_test_{metric}": fmt(own), "difference_se": fmt(se)}
+    evidence.update({f"chosen.{k}": v for k, v in ev.chosen.params.items() if isinstance(v, (int, float))})
+    summary = (
+        f"Tuning did worse than your own model: test {metric} {tuned:.3f} for the chosen configuration "
+        f"against {own:.3f} for build_model as given (untuned), a difference of {own - tuned:.3f}, more "
+        f"than {SE_FACTOR:g} standard errors of {se:.3f}."
+    )
+    advice = (
+        "Keep your own settings, or search around them: narrow the space to the ranges your model was "
+        "built for (an SGD learning rate is not an Adam one), with your settings as a start point "
+        "(space={'start': [...]}), and compare again."
+    )
+    return [Finding("worse_than_untuned", summary, evidence, advice)]

@@ -27,6 +27,7 @@ KINDS: tuple[str, ...] = (
     "augmentation_hurt",
     "high_optimism",
     "at_chance",
+    "worse_than_untuned",
 )
 
 

@@ -140,7 +140,7 @@ def _loader_returns_none() -> Any:
 
 # -- the command line (E5xx) -----------------------------------------------------------------------
 add("E501", lambda: cli())
-add("E502", lambda: cli("demo", "--trials", "x"))
+add("E502", lambda: cli("demo", "--n-trials", "x"))
 add("E503", lambda: cli("spaces", "defualt"))
 add("E504", lambda: cli("ui", "--port", "0", "--tracking-uri", "sqlite:///mlflow.db"))
 add("E505", lambda: cli("ui", "--host", "no-such-host.invalid", "--tracking-uri", "sqlite:///mlflow.db"))

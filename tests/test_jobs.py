@@ -148,6 +148,45 @@ def test_regtuner_run_runs_the_study_here(tmp_path, job, capsys):
     assert "learning_rate" in capsys.readouterr().out
 
 
+def test_regtuner_run_overrides_the_budget_and_refuses_an_existing_study_before_loading_data(
+    tmp_path, job, capsys
+):
+    loads = tmp_path / "loads.txt"
+    (tmp_path / f"{job}_counted.py").write_text(
+        f"from {job} import build, data as _data\n"
+        f"def data():\n    open({str(loads)!r}, 'a').write('x')\n    return _data()\n"
+    )
+    spec = write(
+        tmp_path,
+        f"""
+        builder: {job}:build
+        data: {job}_counted:data
+        space: {{knobs: {{learning_rate: {{low: 0.01, high: 0.3, log: true}}, batch_size: 32}}}}
+        budget: {{n_trials: 5, max_epochs: 5}}
+        study_name: overridden
+        tracking: false
+    """,
+    )
+    assert main(["run", str(spec), "--n-trials", "0"]) == 2
+    assert "--n-trials must be a positive int" in capsys.readouterr().err
+    assert main(["run", str(spec), "--tracking-uri", "localhost:5000"]) == 2
+    assert "http://localhost:5000" in capsys.readouterr().err
+    assert main(["run", str(spec), "--n-trials", "2", "--max-epochs", "2"]) == 0
+    assert loads.read_text() == "x"
+    import optuna
+
+    study = optuna.load_study(
+        study_name="overridden", storage=f"sqlite:///{tmp_path / '.regtuner' / 'studies.db'}"
+    )
+    assert len(study.trials) == 2
+    assert max(len(t.intermediate_values) for t in study.trials) <= 2
+    capsys.readouterr()
+    assert main(["run", str(spec)]) == 2  # the study exists: refused before the data loads again
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err and "resume: true" in err
+    assert loads.read_text() == "x"
+
+
 def test_regtuner_run_exits_2_on_a_bad_spec_before_running(tmp_path, job, capsys):
     spec = write(tmp_path, f"builder: {job}:nope\ndata: {job}:data\n")
     assert main(["run", str(spec)]) == 2

@@ -157,7 +157,7 @@ def test_ui_refuses_a_busy_port_and_points_at_a_server(capsys, mlflow_server):
 
 def test_ui_command_carries_allowed_hosts_and_never_the_store():
     from tuner.cli.tracking import ui_command
-    from tuner.tracking.base import mask_secrets, uri_secrets
+    from tuner.redact import mask_secrets, uri_secrets
 
     cmd = ui_command("0.0.0.0", 5000, "mlflow.example.org,10.0.0.5:5000")
     assert cmd[-2:] == ["--allowed-hosts", "mlflow.example.org,10.0.0.5:5000"]

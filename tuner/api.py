@@ -24,7 +24,7 @@ from tuner.space.hp import HyperParameters, declared_params
 from tuner.space.presets import PRESETS
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
-from tuner.study.storage import check_resumable, storage_url, stored_records
+from tuner.study.storage import check_resumable, refuse_existing, storage_url, stored_records
 from tuner.tracking import StudyInfo, Tracker, make_tracker
 from tuner.trial.metrics import resolve_metrics
 from tuner.trial.objectives import parse_objective
@@ -82,6 +82,8 @@ def tune(
     check_settings({k: v for k, v in args.items() if k in SETTINGS or k in DATA_SETTINGS})
     runner = get_executor(executor)
     url = storage_url(storage)  # an unwritable storage fails before any model is built
+    if study_name and not resume:
+        refuse_existing(study_name, url)  # before the data is split or a model built
     prepared = prepare(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
     )

@@ -31,6 +31,9 @@ def register(subparsers: Any) -> dict[str, Any]:
     run.add_argument("--spec-env", metavar="VAR", help=argparse.SUPPRESS)  # the spec's text in $VAR
     run.add_argument("--check", action="store_true", help="check the spec and its imports, run nothing")
     run.add_argument("--resume", action="store_true", help="continue the spec's study (same study_name)")
+    run.add_argument("--n-trials", type=int, default=None, help="override the spec's budget.n_trials")
+    run.add_argument("--max-epochs", type=int, default=None, help="override the spec's budget.max_epochs")
+    run.add_argument("--tracking-uri", default=None, help="override the spec's tracking (an MLflow URI)")
 
     submit = subparsers.add_parser(
         "submit",
@@ -89,13 +92,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{spec.source}: ok (builder {spec.builder}, data {spec.data}, executor {spec.executor})")
         return 0
-    overrides = {"resume": True} if args.resume else {}
+    overrides = _overrides(args)
+    name = spec.tune_args.get("study_name")
+    if name and not overrides.get("resume", spec.tune_args.get("resume")):
+        from tuner.study.storage import refuse_existing, storage_url
+
+        how = "run again with --resume (or set resume: true in the spec) to continue it"
+        refuse_existing(name, storage_url(spec.tune_args.get("storage")), how)  # before any data loads
     print(f"regtuner run {spec.source}: executor {spec.executor}", flush=True)
     result = spec.run(**overrides)
     print(result.report())
     if result.mlflow_run_id:
         print(f"MLflow study run: {result.mlflow_run_id}")
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``tune()`` arguments the command line sets over the spec's, checked as the spec's are."""
+    from tuner.config import check_settings
+    from tuner.tracking.base import validate_tracking_uri
+
+    out: dict[str, Any] = {"resume": True} if args.resume else {}
+    for key in ("n_trials", "max_epochs"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    check_settings(out, labels={"n_trials": "--n-trials", "max_epochs": "--max-epochs"})
+    if args.tracking_uri is not None:
+        out["tracking"] = validate_tracking_uri(args.tracking_uri)
+    return out
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -19,8 +19,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="tune an overfitting Keras MLP on scikit-learn's digits")
-    demo.add_argument("--trials", type=int, default=8, help="number of trials (default 8)")
-    demo.add_argument("--epochs", type=int, default=30, help="max epochs per trial (default 30)")
+    demo.add_argument(
+        "--n-trials", "--trials", dest="trials", type=int, default=8, metavar="N", help="trials (default 8)"
+    )
+    demo.add_argument(
+        "--max-epochs",
+        "--epochs",
+        dest="epochs",
+        type=int,
+        default=30,
+        help="max epochs per trial (default 30)",
+    )
     demo.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's own)")
     demo.add_argument("--no-tracking", action="store_true", help="log nothing to MLflow")
 

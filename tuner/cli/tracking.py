@@ -107,7 +107,7 @@ def _url(host: str, port: int) -> str:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from tuner.tracking.base import redact_uri
+    from tuner.redact import redact_uri
 
     uri = default_store(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -158,7 +158,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 def _relay(stream: IO[bytes], uri: str) -> None:
     """The server's output, line by line, to stderr, with the store's secrets masked."""
-    from tuner.tracking.base import mask_secrets
+    from tuner.redact import mask_secrets
 
     for raw in iter(stream.readline, b""):
         sys.stderr.write(mask_secrets(raw.decode(errors="replace"), uri))

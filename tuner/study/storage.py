@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
 from tuner.records import INTERRUPTED, Injection, TrialRecord
+from tuner.redact import redact_uri
 from tuner.study.faults import create_tables
 from tuner.study.owner import OWNER_ATTR, check_owner, owner_record
 
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "storage_url",
     "open_study",
+    "refuse_existing",
     "record_attrs",
     "record_from_trial",
     "finished_count",
@@ -96,6 +98,18 @@ def _check_rdb_url(url: str) -> None:
         ) from None
 
 
+def refuse_existing(name: str, storage: str, how: str = "pass resume=True to continue it") -> None:
+    """ConfigError when a study ``name`` exists in ``storage`` (checked before any data is loaded)."""
+    import optuna
+
+    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+    if name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}:
+        raise ConfigError(
+            f"a study named {name!r} already exists in {redact_uri(storage)}; {how}, or choose another "
+            "study_name."
+        )
+
+
 def open_study(
     name: str,
     storage: str,
@@ -116,8 +130,8 @@ def open_study(
     exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}
     if exists and not resume and explicit_name:
         raise ConfigError(
-            f"a study named {name!r} already exists in {storage}; pass resume=True to continue it, "
-            "or choose another study_name."
+            f"a study named {name!r} already exists in {redact_uri(storage)}; pass resume=True to "
+            "continue it, or choose another study_name."
         )
     if exists and resume:
         study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)

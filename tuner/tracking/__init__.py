@@ -9,13 +9,13 @@ import importlib.util
 
 from tuner._imports import require
 from tuner.errors import ConfigError
+from tuner.redact import redact_uri
 from tuner.tracking.base import (
     NullTracker,
     StudyInfo,
     StudySummary,
     Tracker,
     TrackingWarning,
-    redact_uri,
     validate_tracking_uri,
 )
 from tuner.tracking.mlflow_tracker import MlflowTracker

@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError
+from tuner.redact import mask_secrets, redact_uri
 
 if TYPE_CHECKING:
     from tuner.records import TrialRecord
@@ -33,9 +34,6 @@ __all__ = [
     "NullTracker",
     "TrackingWarning",
     "validate_tracking_uri",
-    "redact_uri",
-    "mask_secrets",
-    "uri_secrets",
     "failure_warning",
     "log_unsent",
 ]
@@ -236,36 +234,6 @@ def _plugin_schemes() -> set[str]:
         return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
     except Exception:  # broken package metadata must not block a study
         return set()
-
-
-def uri_secrets(uri: str | None) -> list[str]:
-    """The parts of ``uri`` that must reach no terminal, log or store (password, query values), as
-    written, percent-decoded and percent-encoded; longest first."""
-    parts = urllib.parse.urlsplit(uri or "")
-    found = [parts.password or ""] + [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= 4]
-    forms = {f for x in found if x for f in (x, urllib.parse.unquote(x), urllib.parse.quote(x, safe=""))}
-    return sorted(forms, key=len, reverse=True)
-
-
-def mask_secrets(text: str, uri: str | None) -> str:
-    """``text`` (an error message, a server's log line) with ``uri``'s secrets replaced by ``***``."""
-    for secret in uri_secrets(uri):
-        text = text.replace(secret, "***")
-    return text
-
-
-def redact_uri(uri: str | None) -> str:
-    """``uri`` without user, password and query (which may hold secrets), fit for messages."""
-    if not uri:
-        return "MLflow's default tracking store"
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return "<unparsable tracking URI>"
-    text = uri.split("?", 1)[0] + ("?***" if parts.query else "")
-    if "@" in parts.netloc:
-        text = text.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
-    return text
 
 
 # -- value formatting shared by trackers (MLflow's limits: keys 250 chars, param values 6000) --------

@@ -31,6 +31,7 @@ from typing import Any
 
 from tuner.errors import ConfigError
 from tuner.records import TrialRecord
+from tuner.redact import redact_uri
 from tuner.tracking.base import (
     StudyInfo,
     StudySummary,
@@ -40,7 +41,6 @@ from tuner.tracking.base import (
     failure_warning,
     log_unsent,
     params_to_strings,
-    redact_uri,
 )
 from tuner.tracking.model_logging import FLAVORS, save_model, warm_up
 from tuner.tracking.ops import (

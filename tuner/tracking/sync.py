@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.tracking.base import redact_uri, validate_tracking_uri
+from tuner.redact import redact_uri
+from tuner.tracking.base import validate_tracking_uri
 from tuner.tracking.sender import Sender
 from tuner.tracking.spool import SpoolFile, read_spool, spool_dir, spool_files
 

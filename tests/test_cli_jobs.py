@@ -165,3 +165,54 @@ def test_ray_client_with_a_local_study_storage_is_refused(client, no_ray, numpy_
     import ray
 
     assert not ray.is_initialized()  # the executor let go of the connection it made
+
+
+NUMPY_JOB = """
+from tests.fakes import NumpyModel, blobs
+from tuner.adapters import base
+
+
+def build(hp):
+    if "tests.fakes:NumpyAdapter" not in base.ADAPTERS:
+        base.ADAPTERS.insert(0, "tests.fakes:NumpyAdapter")
+    return NumpyModel(5, 3)
+
+
+def data():
+    return blobs(n=200)
+"""
+
+
+def _finish(job_id: str, address: str, capsys) -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert main(["status", job_id, "--address", address]) == 0
+        status = capsys.readouterr().out
+        if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not end")
+
+
+def test_a_job_submitted_twice_keeps_one_durable_study_and_resumes_it(client, tmp_path, capsys):
+    import optuna
+
+    folder = tmp_path / "numpy-job"
+    folder.mkdir()
+    (folder / "numpy_job.py").write_text(NUMPY_JOB)
+    spec = {"builder": "numpy_job:build", "data": "numpy_job:data", "study_name": "durable-study",
+            "resume": True, "baselines": False, "budget": {"n_trials": 2, "max_epochs": 2}}  # fmt: skip
+    studies = client.home / ".regtuner" / "studies.db"  # the head's HOME: where its jobs keep studies
+    for n_trials in (2, 3):  # the second submission asks for one trial more: it resumes the same study
+        spec["budget"]["n_trials"] = n_trials
+        (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+        code = main(["submit", str(folder / "spec.yaml"), "--address", client.dashboard, "--working-dir",
+                     str(folder), "--job-id", f"durable-{n_trials}"])  # fmt: skip
+        out = capsys.readouterr()
+        assert code == 0 and "study storage: ~/.regtuner/studies.db on the head" in out.err
+        assert f"--address {client.dashboard}" in out.err  # the hints carry the address
+        status = _finish(f"durable-{n_trials}", client.dashboard, capsys)
+        assert "SUCCEEDED" in status, main(["logs", f"durable-{n_trials}", "--address", client.dashboard])
+        study = optuna.load_study(study_name="durable-study", storage=f"sqlite:///{studies}")
+        assert len(study.trials) == n_trials
+    assert (client.home / ".regtuner" / "mlflow.db").exists()  # MLflow's store is durable too

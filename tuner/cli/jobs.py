@@ -124,7 +124,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _submit(args: argparse.Namespace) -> int:
     from tuner.cli.spec import import_paths, load_spec
-    from tuner.executors.ray.jobs import JobsClient, job_request
+    from tuner.executors.ray.jobs import JobsClient, durable_stores, job_request
 
     spec = load_spec(args.spec)
     if args.working_dir is not None:
@@ -133,11 +133,16 @@ def _submit(args: argparse.Namespace) -> int:
     else:
         spec.check()
     entrypoint, runtime_env = job_request(args.spec, args.working_dir, args.pip)
+    env, said = durable_stores(spec.tune_args)
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
     client = JobsClient(args.address)
     job_id = client.submit(entrypoint, runtime_env, args.job_id or _job_id(spec))
     print(job_id)
+    at = "" if args.address is None else f" --address {args.address}"
+    for line in said:
+        print(f"regtuner submit: {line}", file=sys.stderr)
     print(
-        f"submitted to {client.address}: regtuner status {job_id} / regtuner logs {job_id} --follow",
+        f"submitted to {client.address}: regtuner status {job_id}{at} / regtuner logs {job_id}{at} --follow",
         file=sys.stderr,
     )
     if args.wait:

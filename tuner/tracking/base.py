@@ -278,13 +278,14 @@ def objective_metrics(name: str, values: tuple[float, ...] | None) -> dict[str, 
 
 
 def absolute_sqlite(uri: str) -> str:
-    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db``: workers in other folders find the same file."""
+    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db`` (``~`` expanded): workers in other folders
+    find the same file."""
     if not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
         return uri
     path, _, query = uri[len("sqlite:///") :].partition("?")
     if not path or path == ":memory:":
         return uri
-    absolute = os.path.abspath(urllib.parse.unquote(path))
+    absolute = os.path.abspath(os.path.expanduser(urllib.parse.unquote(path)))
     return f"sqlite:///{absolute}" + (f"?{query}" if query else "")
 
 

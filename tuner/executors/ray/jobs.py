@@ -33,9 +33,14 @@ __all__ = [
     "auth_token",
     "JobsClient",
     "job_request",
+    "durable_stores",
 ]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+#: where a job's study and MLflow store go on the head when its spec names none: a job's own folder is
+#: Ray's temporary copy of the working dir, deleted or replaced with every submission
+DURABLE_STORAGE = "~/.regtuner/studies.db"
+DURABLE_TRACKING = "sqlite:///~/.regtuner/mlflow.db"
 SPEC_ENV = "REGTUNER_SPEC"  # the spec's text, for a spec that is not inside the working dir
 #: never uploaded with the working dir: local study storage, MLflow stores, caches
 EXCLUDES = [".git", ".regtuner", "mlruns", "mlflow.db", "mlartifacts", "__pycache__", "*.pyc", ".venv"]
@@ -184,6 +189,21 @@ def _clean(exc: BaseException) -> str:
     """An exception's message on one line, with any bearer token masked."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return re.sub(r"(?i)bearer\s+\S+", "Bearer ***", text)[:800]
+
+
+def durable_stores(tune_args: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Environment that keeps a job's results where later jobs and ``--resume`` find them, and what
+    to tell the user about it: the spec's own storage and tracking stand; unset ones go under the
+    head's ``~/.regtuner`` instead of the job's temporary folder."""
+    env: dict[str, str] = {}
+    said: list[str] = []
+    if not tune_args.get("storage"):
+        env["REGTUNER_STORAGE"] = DURABLE_STORAGE
+        said.append(f"study storage: {DURABLE_STORAGE} on the head (the spec sets no storage:)")
+    if tune_args.get("tracking", None) is None:
+        env["MLFLOW_TRACKING_URI"] = DURABLE_TRACKING
+        said.append(f"MLflow: {DURABLE_TRACKING} on the head (the spec sets no tracking:)")
+    return env, said
 
 
 def job_request(

@@ -4,6 +4,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,14 +121,26 @@ def test_study_report_lands_in_the_mlflow_run_and_the_cli_prints_it(mlflow_serve
     )
     assert run["info"]["run_id"] == r.mlflow_run_id
     files = set(artifacts(mlflow_server, r.mlflow_run_id))
-    assert {"report.txt", "report.md", "report.html", "diagnosis.json", "plots"} <= files
+    assert {"report.txt", "report.md", "report.html", "diagnosis.json", "plots", "baselines.csv"} <= files
     assert "plots/learning_curves.png" in artifacts(mlflow_server, r.mlflow_run_id, "plots")
     metrics = metrics_of(run)
-    linear = next(b for b in r.baselines if b.name == "linear")
-    assert metrics["baseline_linear_val_loss"] == pytest.approx(linear.validation["loss"])
     assert metrics["baseline_untuned_test_accuracy"] == pytest.approx(
         next(b for b in r.baselines if b.name == "untuned").test["accuracy"]
     )
+    assert not [k for k in metrics if k.startswith("baseline_") and not k.endswith("_test_accuracy")]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    table = client.download_artifacts(r.mlflow_run_id, "baselines.csv", str(tmp_path))
+    rows = Path(table).read_text().splitlines()
+    linear = next(b for b in r.baselines if b.name == "linear")
+    assert rows[0] == "baseline,part,score,value,description,seconds,error"
+    assert any(row.startswith(f"linear,validation,loss,{linear.validation['loss']}") for row in rows)
+    for part in ("val", "test"):  # log_loss is logged only where it is not the loss itself
+        if f"{part}_log_loss" in metrics:
+            assert metrics[f"{part}_log_loss"] != pytest.approx(metrics[f"{part}_loss"])
+    kind = client.get_experiment_by_name("report-study").tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"  # the UI opens on the runs
     assert metrics["optimism_loss"] == pytest.approx(r.optimism["loss"])
     assert metrics["val_loss"] == pytest.approx(r.validation_scores["loss"])
 

@@ -28,7 +28,7 @@ import inspect
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -305,12 +305,3 @@ def _boosting(ctx: TrialContext, prepared: PreparedData) -> tuple:
         what = f"HistGradientBoosting defaults, early stopping on the validation part ({iters[0]} iterations)"
     test = _scores(ctx, est, prepared.test) if prepared.test is not None else {}
     return what, val, test, None
-
-
-def baseline_metrics(baselines: list[Baseline]) -> Mapping[str, float]:
-    """Flat metrics for the parent MLflow run: ``baseline_<name>_val_<score>`` and ``..._test_<score>``."""
-    out: dict[str, float] = {}
-    for b in baselines:
-        for part, scores in (("val", b.validation), ("test", b.test)):
-            out.update({f"baseline_{b.name}_{part}_{k}": float(v) for k, v in scores.items()})
-    return out

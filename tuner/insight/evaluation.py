@@ -189,23 +189,34 @@ def _float_bounds(study: optuna.Study) -> dict[str, tuple[float, float]]:
 
 def summary_metrics(result: Result) -> dict[str, float]:
     """Numbers for the parent MLflow run beside the test scores: validation, optimism, spread, cv."""
-    out: dict[str, float] = {f"val_{k}": v for k, v in result.validation_scores.items()}
-    out.update({f"optimism_{k}": v for k, v in result.optimism.items()})
-    out.update({f"test_{k}_std": v for k, v in result.test_std.items()})
-    out.update({f"test_{k}_se": v for k, v in result.test_se.items()})
+    twins = _twins(result.validation_scores) | _twins(result.test_scores)
+    out: dict[str, float] = {f"val_{k}": v for k, v in result.validation_scores.items() if k not in twins}
+    out.update({f"optimism_{k}": v for k, v in result.optimism.items() if k not in twins})
+    out.update({f"test_{k}_std": v for k, v in result.test_std.items() if k not in twins})
+    out.update({f"test_{k}_se": v for k, v in result.test_se.items() if k not in twins})
     if result.cv:
         out.update({"cv_folds": float(result.cv["k"]), "cv_std": float(result.cv["std"])})
     out["diagnosis_findings"] = float(len(result.diagnosis))
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
+def _twins(scores: dict[str, float]) -> set[str]:
+    """``log_loss`` or ``mse`` where it is the ``loss`` itself (a standard loss): logged once, as loss."""
+    loss = scores.get("loss")
+    return {
+        k for k in ("log_loss", "mse") if loss is not None and k in scores and np.isclose(scores[k], loss)
+    }
+
+
 def baseline_scores(result: Result) -> dict[str, dict[str, float]]:
-    """Per baseline ``{"val_accuracy": .., "test_accuracy": ..}`` (metrics ``baseline_<name>_val_...``)."""
+    """Per baseline its headline: the test accuracy (R² for regression), or the validation one without
+    a test part (metrics ``baseline_<name>_test_accuracy``); every score is in ``baselines.csv``."""
+    metric = "accuracy" if result.task.is_classification else "r2"
     out: dict[str, dict[str, float]] = {}
     for b in result.baselines:
-        scores = {f"val_{k}": v for k, v in b.validation.items()}
-        scores.update({f"test_{k}": v for k, v in b.test.items()})
-        out[b.name] = {k: float(v) for k, v in scores.items() if np.isfinite(v)}
+        part, scores = ("test", b.test) if b.test else ("val", b.validation)
+        if metric in scores and np.isfinite(scores[metric]):
+            out[b.name] = {f"{part}_{metric}": float(scores[metric])}
     return out
 
 
@@ -222,7 +233,7 @@ def summary_for(result: Result | None, tracker: Tracker) -> Iterator[StudySummar
         best_params=result.best_params,
         best_values=tuple(value) if isinstance(value, tuple) else (float(value),),
         best_trial=result.best_trial,
-        test_scores=result.test_scores,
+        test_scores={k: v for k, v in result.test_scores.items() if k not in _twins(result.test_scores)},
         counts=result.counts,
         report=result.report(),
         extra_metrics=summary_metrics(result),

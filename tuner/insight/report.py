@@ -9,6 +9,7 @@ study: ``report.md`` (plots linked from ``plots/``), ``report.html`` (plots embe
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import textwrap
@@ -331,7 +332,24 @@ def write_files(result: Result, folder: Path) -> list[Path]:
     page.write_text(render_html(result, plots), encoding="utf-8")
     data = folder / "diagnosis.json"
     data.write_text(json.dumps(to_json(result), indent=2, default=str), encoding="utf-8")
-    return [md, page, data, *plots.values()]
+    out = [md, page, data, *plots.values()]
+    if result.baselines:  # one table (MLflow shows CSV artifacts as tables), not a metric per score
+        out.append(_baselines_csv(result, folder / "baselines.csv"))
+    return out
+
+
+def _baselines_csv(result: Result, path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["baseline", "part", "score", "value", "description", "seconds", "error"])
+        for b in result.baselines:
+            rows = [("validation", b.validation), ("test", b.test)]
+            scores = [(part, k, v) for part, found in rows for k, v in sorted(found.items())] or [
+                ("", "", "")
+            ]
+            for part, key, value in scores:
+                writer.writerow([b.name, part, key, value, b.description, f"{b.duration:.1f}", b.error or ""])
+    return path
 
 
 def render_markdown_with(result: Result, plots: dict[str, Path]) -> str:

@@ -40,6 +40,9 @@ Emit = Callable[[dict[str, Any]], None]
 
 _Permanent = PermanentError
 
+#: the experiment's kind in the MLflow UI: model training (runs, charts), not GenAI (traces)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
 
 class Sender(Reconciler):
     """Sends operations to the MLflow store at ``uri`` (None: MLflow's default store).
@@ -232,8 +235,8 @@ class Sender(Reconciler):
             client = self.client
             found = client.get_experiment_by_name(name)
             if found is None:
-                try:
-                    self._experiments[name] = client.create_experiment(name)
+                try:  # its kind opens the MLflow UI on the runs, not on the GenAI overview
+                    self._experiments[name] = client.create_experiment(name, tags=EXPERIMENT_TAGS)
                 except Exception:
                     found = client.get_experiment_by_name(name)  # another process created it meanwhile
                     if found is None:

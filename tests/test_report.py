@@ -154,6 +154,8 @@ def test_study_report_lands_in_the_mlflow_run_and_the_cli_prints_it(mlflow_serve
     assert "## Validation vs test" in capsys.readouterr().out
     assert main(["report", "no-such-study", "--tracking-uri", mlflow_server]) == 2
     assert "no study found for 'no-such-study'" in capsys.readouterr().err
+    assert main(["report", "report-studdy", "--tracking-uri", mlflow_server]) == 2
+    assert "Did you mean 'report-study'?" in capsys.readouterr().err
 
 
 def test_cli_rebuilds_a_summary_when_the_study_logged_no_report(mlflow_server, capsys):
@@ -183,3 +185,11 @@ def test_diagnosis_json_is_plain_data(result, tmp_path):
     assert (tmp_path / "report.md").read_text().count("](plots/") == len(
         [p for p in written if p.suffix == ".png"]
     )
+
+
+def test_report_in_an_empty_folder_creates_no_store_and_says_where_to_look(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert "there is no tracking store at" in err and "--tracking-uri" in err
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no table-creation output

@@ -9,10 +9,12 @@ name or a study name; without one, the most recent study in the store. A run wit
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,15 @@ def _client(uri: str | None) -> Any:
     require("mlflow")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=default_store(uri))
+    store = default_store(uri)
+    if store.startswith("sqlite:///"):  # reading must not create an empty store (and print its tables)
+        path = Path(urllib.parse.unquote(store[len("sqlite:///") :].partition("?")[0]))
+        if not path.exists():
+            raise ConfigError(
+                f"there is no tracking store at {path}: run a study here first (it creates it), or pass "
+                "--tracking-uri (or set MLFLOW_TRACKING_URI) to read the store your studies use."
+            )
+    return MlflowClient(tracking_uri=store)
 
 
 def find_study_run(client: Any, target: str | None) -> Any:
@@ -91,10 +101,13 @@ def find_study_run(client: Any, target: str | None) -> Any:
             ids, f"{_STUDY} and tags.`regtuner.study` = '{escaped}'", order_by=order, max_results=1
         )
     if not runs:
-        known = ", ".join(sorted(e.name for e in experiments)[:20])
+        names = sorted(e.name for e in experiments)
+        close = difflib.get_close_matches(target, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"no study found for {target!r}: it is neither a run id, an experiment with a study, nor a study "
-            f"name. Experiments in this store: {known}. Pass --tracking-uri if the study is in another store."
+            f"name.{hint} Experiments in this store: {', '.join(names[:20])}. Pass --tracking-uri if the "
+            "study is in another store."
         )
     return runs[0]
 

@@ -280,3 +280,33 @@ def test_an_address_on_a_port_that_is_not_the_dashboard_exits_2_in_one_line(caps
     err = capsys.readouterr().err.strip()
     assert "not the Ray dashboard" in err and "http://HEAD:8265" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_submit_checks_what_the_cluster_will_import_not_what_this_folder_has(tmp_path, job, capsys):
+    spec = write(tmp_path, f"builder: {job}:build\ndata: {job}:data\n")
+    dead = "http://127.0.0.1:9"
+    assert main(["submit", str(spec), "--address", dead]) == 2  # the module sits here, uploaded by nothing
+    err = capsys.readouterr().err
+    assert f"module {job!r} would not be found on the cluster" in err and "--working-dir" in err
+    assert main(["submit", str(spec), "--address", dead, "--working-dir", str(tmp_path)]) == 2
+    assert "cannot reach the Ray dashboard" in capsys.readouterr().err  # the check passed: on to the head
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    assert main(["submit", str(spec), "--address", dead, "--working-dir", str(other)]) == 2
+    assert f"not in --working-dir {other}" in capsys.readouterr().err
+
+
+def test_cluster_commands_are_grouped_as_ray_groups_them_and_the_flat_ones_still_work(capsys):
+    for argv in (
+        ["job", "status", "j-1"],
+        ["status", "j-1"],
+        ["job", "list"],
+        ["jobs"],
+        ["job", "stop", "j"],
+    ):
+        assert main([*argv, "--address", "ftp://head"]) == 2, argv
+        assert "is not the Ray dashboard's URL" in capsys.readouterr().err
+    assert main(["job"]) == 2  # an action is required
+    assert "ACTION" in capsys.readouterr().err
+    assert main(["job", "submit", "missing.yaml", "--address", "http://127.0.0.1:9"]) == 2
+    assert "cannot read the job spec" in capsys.readouterr().err

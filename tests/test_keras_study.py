@@ -305,3 +305,13 @@ def test_the_users_optimizer_anchors_the_learning_rate_range(optimizer, moved):
         assert result.best_model.optimizer.momentum == pytest.approx(0.9)
     else:
         assert notes == [] and all(1e-4 <= lr <= 3e-2 for lr in rates)
+
+
+def test_predictions_on_arrays_of_many_sizes_trigger_no_retracing_warnings(caplog):
+    import logging
+
+    X, y = three_classes(n=301)  # odd sizes everywhere: train, validation, test and their chunks
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        tune(_multiclass_mlp("sparse_categorical_crossentropy"), (X, y), space="quick", n_trials=3,
+             max_epochs=2, tracking=False, progress=False)  # fmt: skip
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -203,3 +203,24 @@ def test_pruner_needs_three_trials_at_an_epoch_not_the_best_one_alone():
     study = _pruner_study([best, short, short])
     near_best = [v + 0.01 for v in best]
     assert _pruned_at(study, near_best) is None
+
+
+def test_progress_moves_with_epochs_and_names_the_metric_and_trial():
+    from tuner.progress import Progress
+    from tuner.records import TrialRecord
+
+    bar = Progress(False, 4, "minimize", metric="val_loss", max_epochs=10)
+    bar.epoch(0, 4)
+    assert bar.stats().endswith("#0 epoch 5/10") and bar._completed() == pytest.approx(0.475)
+    bar.update(TrialRecord(number=0, params={}, state="complete", values=(0.5,)))
+    bar.update(TrialRecord(number=1, params={}, state="pruned"))
+    assert bar.stats() == "done 1 pruned 1 failed 0  best val_loss 0.5 (#0)" and bar._completed() == 2
+    bar.phase("trials done; now the refit")
+    assert bar.stats() == "trials done; now the refit"
+
+
+def test_the_live_display_shows_epochs_the_best_trial_and_the_end_phase(capsys):
+    run(n_trials=3, max_epochs=4, progress="always")
+    err = capsys.readouterr().err
+    assert "best val_loss" in err and "epoch" in err and "/4" in err
+    assert "trials done; now the refit of the chosen configuration" in err

@@ -115,8 +115,7 @@ def tune(
     tracker.start_study(_study_info(args, name, experiment, runner, ctx, prepared, search_space, framework))
     if resume:  # trial runs a killed process left missing or unfinished, rebuilt from the Optuna storage
         tracker.restore_trials(stored_records(url, name))
-    bar = Progress(progress, n_trials, ctx.objective.directions[0])
-    job = _study_job(args, ctx, search_space, name, url, tracker, attrs, bar)
+    job, bar = _study_job(args, ctx, search_space, name, url, tracker, attrs)
     evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
     return _run(runner, job, prepared, evaluation, framework, bar)
 
@@ -129,11 +128,13 @@ def _study_job(
     url: str,
     tracker: Tracker,
     attrs: dict[str, Any],
-    bar: Progress,
-) -> StudyJob:
-    """The study an executor runs; ``args`` are ``tune()``'s arguments."""
+) -> tuple[StudyJob, Progress]:
+    """The study an executor runs, and the progress display it feeds; ``args`` are ``tune()``'s."""
+    obj = ctx.objective
+    bar = Progress(args["progress"], args["n_trials"], obj.directions[0], metric=obj.names[0],
+                   max_epochs=args["max_epochs"])  # fmt: skip
     trial_timeout = args["trial_timeout"]
-    return StudyJob(
+    job = StudyJob(
         ctx=ctx,
         space=space,
         n_trials=args["n_trials"],
@@ -147,8 +148,10 @@ def _study_job(
         policy=FailurePolicy(args["max_consecutive_failures"]),
         study_attrs={**attrs, "mlflow_study_uid": tracker.study_uid},  # finds the MLflow run on resume
         on_trial=bar.update,
+        on_epoch=bar.epoch,
         trial_timeout=None if trial_timeout is None else float(trial_timeout),
     )
+    return job, bar
 
 
 def _trial_context(
@@ -229,7 +232,8 @@ def _run(
     gc.freeze()
     try:
         study = runner.run(job)
-        bar.close()
+        steps = "the baselines, then the refit" if evaluation.baselines else "the refit"
+        bar.phase(f"trials done; now {steps} of the chosen configuration and its test score")
         ctx, tracker = job.ctx, job.tracker
         result = finish(study, ctx, prepared, job.space, ctx.objective, tracker.run_id, evaluation)
         if result.best_model is not None:  # with its framework's MLflow flavour, signature, example

@@ -1,4 +1,5 @@
-"""``regtuner run | submit | status | logs | stop | jobs``: job spec files, here or on a Ray cluster.
+"""``regtuner run``, and ``regtuner job submit | status | logs | stop | list`` (also at the top level, with
+``jobs`` for ``list``): job spec files, here or on a Ray cluster.
 
 ``run`` runs a spec's study in this process (local or Ray executor); ``submit`` sends ``regtuner run``
 to a Ray cluster through the Ray Jobs API and prints the job id; the others follow jobs there. A spec
@@ -13,6 +14,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError
@@ -35,7 +37,28 @@ def register(subparsers: Any) -> dict[str, Any]:
     run.add_argument("--max-epochs", type=int, default=None, help="override the spec's budget.max_epochs")
     run.add_argument("--tracking-uri", default=None, help="override the spec's tracking (an MLflow URI)")
 
-    submit = subparsers.add_parser(
+    _job_commands(subparsers, listing="jobs")  # the flat commands: regtuner submit | status | ...
+    group = subparsers.add_parser(
+        "job",
+        help="cluster jobs, grouped as `ray job` groups them: submit, status, logs, stop, list",
+        description="Jobs on a Ray cluster, through the Ray Jobs API (the same commands as "
+        "`regtuner submit|status|logs|stop|jobs`).",
+    )
+    _job_commands(group.add_subparsers(dest="job_command", metavar="ACTION", required=True), listing="list")
+    handlers = {
+        "submit": _submit,
+        "status": _status,
+        "logs": _logs,
+        "stop": _stop,
+        "jobs": _jobs,
+        "list": _jobs,
+    }
+    return {"run": _run, **handlers, "job": lambda args: handlers[args.job_command](args)}
+
+
+def _job_commands(sub: Any, listing: str) -> None:
+    """submit, status, logs, stop and the listing (``jobs`` at the top level, ``list`` in ``job``)."""
+    submit = sub.add_parser(
         "submit",
         help="submit a job spec to a Ray cluster (Ray Jobs API)",
         description="Check the spec here, then submit `regtuner run SPEC` to the cluster whose "
@@ -50,18 +73,15 @@ def register(subparsers: Any) -> dict[str, Any]:
     )
     submit.add_argument("--job-id", default=None, help="submission id (default: regtuner-<study>-<time>)")
     submit.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
-
     for name, text in (("status", "a job's status"), ("stop", "stop a job")):
-        p = subparsers.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text)
         p.add_argument("job", help="job (submission) id")
         _address(p)
-    logs = subparsers.add_parser("logs", help="a job's logs")
+    logs = sub.add_parser("logs", help="a job's logs")
     logs.add_argument("job", help="job (submission) id")
     logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
     _address(logs)
-    jobs = subparsers.add_parser("jobs", help="list the cluster's jobs")
-    _address(jobs)
-    return {"run": _run, "submit": _submit, "status": _status, "logs": _logs, "stop": _stop, "jobs": _jobs}
+    _address(sub.add_parser(listing, help="list the cluster's jobs"))
 
 
 def _address(parser: argparse.ArgumentParser) -> None:
@@ -127,11 +147,14 @@ def _submit(args: argparse.Namespace) -> int:
     from tuner.executors.ray.jobs import JobsClient, durable_stores, job_request
 
     spec = load_spec(args.spec)
+    if args.working_dir is not None and not os.path.isdir(args.working_dir):
+        raise ConfigError(f"--working-dir {args.working_dir!r} is not a folder.")
     if args.working_dir is not None:
         with import_paths(os.path.abspath(args.working_dir)):  # type: ignore[arg-type]
             spec.check()
     else:
         spec.check()
+    spec.check_uploadable(Path(args.working_dir).resolve() if args.working_dir else None)
     entrypoint, runtime_env = job_request(args.spec, args.working_dir, args.pip)
     env, said = durable_stores(spec.tune_args)
     runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
@@ -142,7 +165,8 @@ def _submit(args: argparse.Namespace) -> int:
     for line in said:
         print(f"regtuner submit: {line}", file=sys.stderr)
     print(
-        f"submitted to {client.address}: regtuner status {job_id}{at} / regtuner logs {job_id}{at} --follow",
+        f"submitted to {client.address}: regtuner job status {job_id}{at} / "
+        f"regtuner job logs {job_id}{at} -f",
         file=sys.stderr,
     )
     if args.wait:

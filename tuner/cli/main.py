@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="epochs",
         type=int,
         default=30,
+        metavar="N",
         help="max epochs per trial (default 30)",
     )
     demo.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's own)")
@@ -46,6 +48,8 @@ COMMAND_MODULES: list[str] = ["tuner.cli.tracking", "tuner.cli.jobs", "tuner.cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # the command owns its process: TensorFlow's C++ start-up lines (oneDNN, CPU features) stay out
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -88,6 +89,27 @@ class JobSpec:
             from tuner.space.searchspace import resolve
 
             resolve(space)
+
+    def check_uploadable(self, working_dir: Path | None) -> None:
+        """The builder and data modules are importable on the cluster: from ``working_dir`` (what
+        submit uploads) or the installed packages, not merely from this machine's folders."""
+        here = {"", os.getcwd(), str(self.base_dir)} - ({str(working_dir)} if working_dir else set())
+        paths = ([str(working_dir)] if working_dir else []) + [p for p in sys.path if p not in here]
+        for ref, what in ((self.builder, "builder"), (self.data, "data")):
+            top = _ref_text(ref, what)[0].split(".")[0]
+            if (
+                importlib.machinery.PathFinder.find_spec(top, paths) is None
+                and top not in sys.builtin_module_names
+            ):
+                where = (
+                    f"not in --working-dir {working_dir}"
+                    if working_dir
+                    else "not uploaded (no --working-dir)"
+                )
+                raise ConfigError(
+                    f"{what}: module {top!r} would not be found on the cluster: it is {where} and not "
+                    f"installed. Submit with --working-dir pointing at the folder that holds {top}.py."
+                )
 
     def run(self, **overrides: Any) -> Any:
         """Load the data and run the study here (this process drives it); returns the ``Result``."""

@@ -36,6 +36,7 @@ class StudyJob:
     policy: FailurePolicy
     study_attrs: dict[str, Any]
     on_trial: Callable[[TrialRecord], None] | None = None  # progress display
+    on_epoch: Callable[[int, int], None] | None = None  # (trial number, epoch), for the progress display
     trial_timeout: float | None = None  # seconds one trial may run (tuner.trial.timeouts)
 
 

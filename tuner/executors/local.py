@@ -69,7 +69,7 @@ class LocalExecutor(Executor):
                 trial.number,
                 params,
                 reporter=_OptunaReporter(trial, prune=not job.ctx.objective.is_multi),
-                on_epoch=lambda epoch, m: job.tracker.epoch_logged(trial.number, epoch, m),
+                on_epoch=lambda epoch, m: _epoch_done(job, trial.number, epoch, m),
                 trial_timeout=job.trial_timeout,  # a hard stop here: trials run in the main thread
             )
             record = outcome.record
@@ -100,3 +100,9 @@ class LocalExecutor(Executor):
                 raise
             raise failure from exc
         return study
+
+
+def _epoch_done(job: StudyJob, number: int, epoch: int, metrics: dict[str, float]) -> None:
+    job.tracker.epoch_logged(number, epoch, metrics)
+    if job.on_epoch is not None:
+        job.on_epoch(number, epoch)

@@ -22,6 +22,7 @@ from tuner.adapters.keras.pipeline import (
     augmented_dataset,
     gradient_keys,
     hook_callback,
+    predict_padded,
     purge_custom_gradients,
 )
 from tuner.errors import ConfigError, ModelError
@@ -323,11 +324,8 @@ class KerasAdapter(Adapter):
             )
 
     def _raw_predict(self, X: np.ndarray) -> np.ndarray:
-        parts = [
-            np.asarray(self.model.predict_on_batch(X[i : i + PREDICT_CHUNK]))
-            for i in range(0, len(X), PREDICT_CHUNK)
-        ]
-        return np.concatenate(parts) if parts else np.empty((0, self._units() or 1), dtype=np.float32)
+        out = predict_padded(self.model, X, PREDICT_CHUNK)
+        return out if len(out) else np.empty((0, self._units() or 1), dtype=np.float32)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         raw = self._raw_predict(X).astype(np.float64)

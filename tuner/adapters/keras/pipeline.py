@@ -8,6 +8,7 @@ as batch ops in parallel with training, and prefetched. Magnitudes come from
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,14 @@ import numpy as np
 from tuner._imports import require
 from tuner.adapters import augment
 
-__all__ = ["augmented_dataset", "batch_augmenter", "hook_callback", "gradient_keys", "purge_custom_gradients"]
+__all__ = [
+    "augmented_dataset",
+    "batch_augmenter",
+    "hook_callback",
+    "gradient_keys",
+    "purge_custom_gradients",
+    "predict_padded",
+]
 
 BatchFn = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -225,3 +233,25 @@ def purge_custom_gradients(before: frozenset[str] | None) -> None:
         return
     for key in [k for k in registry if k.startswith("CustomGradient-") and k not in before]:
         registry.pop(key, None)
+
+
+def predict_padded(model: Any, X: np.ndarray, chunk: int) -> np.ndarray:
+    """``model``'s raw outputs on ``X`` in chunks padded to a power of two rows (at least 32): a few
+    input shapes per model. Every trial's model traces its predict function anew, which TensorFlow
+    reports as excessive retracing; that warning is held back here, the user's own are not."""
+    parts = []
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addFilter(_quiet_retracing)
+    try:
+        for i in range(0, len(X), chunk):
+            rows = X[i : i + chunk]
+            n, size = len(rows), min(chunk, max(32, 1 << (len(rows) - 1).bit_length()))
+            padded = np.concatenate([rows, np.zeros((size - n, *rows.shape[1:]), rows.dtype)])
+            parts.append(np.asarray(model.predict_on_batch(padded))[:n])
+    finally:
+        tf_log.removeFilter(_quiet_retracing)
+    return np.concatenate(parts) if parts else np.empty((0,))
+
+
+def _quiet_retracing(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()

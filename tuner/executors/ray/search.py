@@ -75,6 +75,10 @@ class TrialSink:
             except StudyAborted as exc:
                 self.aborted = exc
 
+    def epoch_done(self, number: int, epoch: int) -> None:
+        if self.job is not None and self.job.on_epoch is not None:
+            self.job.on_epoch(number, epoch)
+
     def __getstate__(self) -> dict[str, Any]:
         return {}
 
@@ -146,6 +150,7 @@ class StudySearch(OptunaSearch):
         reported = self._reported.setdefault(trial_id, set())
         if epoch is not None and epoch not in reported:  # a retried trial reports its epochs again
             reported.add(epoch)
+            self._sink.epoch_done(self._numbers[trial_id], epoch)
             # Optuna's intermediate values at 0-based epochs, as the local executor reports them
             super().on_trial_result(trial_id, {**result, "training_iteration": epoch})
 

@@ -73,3 +73,43 @@ def test_dockerfiles_install_extras_that_exist(name):
     assert "ray" in wanted[0].split(",")  # the Ray head and workers, with the Jobs API
     for path in re.findall(r"^COPY (\S+) ", text, flags=re.MULTILINE):
         assert (ROOT / path).exists(), path
+
+
+@pytest.mark.skipif(
+    COMPOSE is None, reason="docker-compose is not installed (apt-get install docker-compose)"
+)
+def test_services_restart_and_wait_for_what_they_need():
+    services = yaml.safe_load(compose("--profile", "postgres", "--profile", "gpu", "config").stdout)[
+        "services"
+    ]
+    assert all(s.get("restart") == "unless-stopped" for s in services.values())
+    for name in ("ray-worker", "ray-gpu-worker"):
+        assert services[name]["depends_on"] == {"ray-head": {"condition": "service_healthy"}}
+    assert "8265/api/version" in " ".join(services["ray-head"]["healthcheck"]["test"])
+    mlflow = services["mlflow"]
+    assert mlflow["entrypoint"][:2] == ["sh", "-c"] and "until python" in mlflow["entrypoint"][2]
+    assert mlflow["environment"]["MLFLOW_BACKEND_URI"] == "sqlite:////mlflow/mlflow.db"
+    assert any("postgres-init.sql" in v for v in services["postgres"]["volumes"])
+    assert "CREATE DATABASE studies" in (DOCKER / "postgres-init.sql").read_text()
+
+
+def test_images_pin_the_versions_the_tests_ran_and_install_them_before_the_code():
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = dict(
+        line.split("==") for line in (DOCKER / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )  # fmt: skip
+    for name in ("ray", "keras", "mlflow", "optuna", "torch", "kornia", "scikit-learn", "tensorflow-cpu"):
+        try:
+            installed = version(name).split("+")[0]
+        except PackageNotFoundError:
+            continue
+        assert pins[name] == installed, (
+            f"docker/constraints.txt pins {name}=={pins[name]}, tests ran {installed}"
+        )
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DOCKER / name).read_text()
+        assert text.count("-c constraints.txt") >= 3  # torch, the extras, regtuner itself
+        assert text.index('".[') < text.index("COPY tuner ./tuner")  # a code edit keeps the big layer
+    assert (ROOT / ".dockerignore").exists() and "tests" in (ROOT / ".dockerignore").read_text()

@@ -5,7 +5,8 @@ Markers (registered in pyproject.toml; ``python -m pytest -m "not slow"`` is the
 - ``slow``: more than about 5 s, or a Ray runtime, or a browser;
 - ``ray``: starts Ray (a local runtime, a ``ray start --head`` node, a simulated cluster);
 - ``mlflow``: talks to a real MLflow tracking server or writes a real MLflow store;
-- ``browser``: drives a headless Chromium.
+- ``browser``: drives a headless Chromium;
+- ``postgres``: uses a real PostgreSQL server (Debian's ``postgresql``, started by a fixture).
 
 Tests that take ``ray_session``, ``mlflow_server`` or a ``browser`` fixture are marked here (see
 ``FIXTURE_MARKERS``); a module where every test needs one sets ``pytestmark``; the rest are marked
@@ -21,6 +22,7 @@ import sys
 import pytest
 
 from tests.mlflow_server import mlflow_server_fixture  # noqa: F401 - one real MLflow server per session
+from tests.postgres import postgres_fixture  # noqa: F401 - one real PostgreSQL server per session
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -33,9 +35,10 @@ FIXTURE_MARKERS = {
     "local_ray": ("ray",),
     "mlflow_server": ("mlflow",),
     "browser": ("browser",),
+    "postgres": ("postgres",),
 }
 #: markers that make a test slow whatever it does
-SLOW_WITH = ("ray", "browser")
+SLOW_WITH = ("ray", "browser", "postgres")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker

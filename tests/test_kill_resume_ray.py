@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     _register_fake()
     tune(slow, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5,
          executor=RayExecutor(max_concurrent_trials=1, scheduler="fifo"), tracking=False,
-         progress=False, baselines=False, study_name="killme", storage="studies.db")
+         progress=False, baselines=False, study_name="killme", storage={storage!r})
     """
 )
 
@@ -56,15 +56,20 @@ def _kill_ray_processes_under(folder: Path) -> None:
                 pass
 
 
-def test_sigkill_of_the_ray_driver_then_resume(tmp_path, no_ray):  # no_ray: conftest.py
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_sigkill_of_the_ray_driver_then_resume(tmp_path, no_ray, database, request):  # no_ray: conftest.py
     import ray
 
+    if database == "postgres":  # the storage a distributed study uses; a fresh database per run
+        storage = request.getfixturevalue("postgres").url(f"killme_{tmp_path.name[-12:].lower()}")
+    else:
+        storage = f"sqlite:///{tmp_path / 'studies.db'}"
     from tests.fakes import blobs
     from tests.test_ray_executor import NUMPY_SPACE, _register_fake, numpy_model
     from tuner import RayExecutor, tune
 
     script = tmp_path / "study.py"
-    script.write_text(SCRIPT.format(root=str(ROOT)))
+    script.write_text(SCRIPT.format(root=str(ROOT), storage=storage))
     ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.Popen(
@@ -74,7 +79,6 @@ def test_sigkill_of_the_ray_driver_then_resume(tmp_path, no_ray):  # no_ray: con
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
     try:
         _kill_mid_trial(proc, storage, within=300)
     finally:
@@ -90,7 +94,7 @@ def test_sigkill_of_the_ray_driver_then_resume(tmp_path, no_ray):  # no_ray: con
     _register_fake()
     r = tune(numpy_model, blobs(n=300), space=NUMPY_SPACE, n_trials=6, max_epochs=5,
              executor=RayExecutor(max_concurrent_trials=1, scheduler="fifo"), tracking=False,
-             progress=False, baselines=False, study_name="killme", storage="studies.db",
+             progress=False, baselines=False, study_name="killme", storage=storage,
              resume=True)  # fmt: skip
     assert not ray.is_initialized()  # the executor shut down the Ray it started
     rows = r.trials.set_index("number")

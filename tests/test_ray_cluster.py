@@ -56,12 +56,20 @@ def test_a_local_tracking_store_is_refused_on_a_multi_node_cluster(cluster, tmp_
              tracking=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=False, baselines=False)  # fmt: skip
 
 
-def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster):
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster, database, request):
     import optuna
+    import ray
     from optuna.trial import TrialState
 
     two_nodes, worker = cluster
-    url = f"sqlite:///{os.path.abspath('studies.db')}"
+    if not worker.all_processes or len([n for n in ray.nodes() if n["Alive"]]) < 2:
+        worker = two_nodes.add_node(num_cpus=1)  # the node an earlier run of this test removed
+        two_nodes.wait_for_nodes()
+    if database == "postgres":  # the storage every node of a real cluster reaches
+        url = request.getfixturevalue("postgres").url("lossy_" + request.node.callspec.id)
+    else:
+        url = f"sqlite:///{os.path.abspath('studies.db')}"
     optuna.storages.RDBStorage(url)  # the schema, before the watcher below reads it
     seen: dict[int, tuple] = {}
 
@@ -103,6 +111,10 @@ def test_losing_a_worker_node_mid_study_loses_no_finished_trial(cluster):
     assert len(died) <= 1
     after = {t.number: (t.state, t.values) for t in result.study.get_trials(deepcopy=False)}
     assert all(after[number] == before for number, before in seen.items())
-    import ray
-
     assert len([n for n in ray.nodes() if n["Alive"]]) == 1
+    resumed = tune(builder, blobs(n=300), space=NUMPY_SPACE, n_trials=8, max_epochs=5, resume=True,
+                   executor=RayExecutor(max_failures=3), storage=url, study_name="lossy",
+                   **QUIET)  # fmt: skip
+    assert len(resumed.records) == 8  # the study continues on the node that is left, nothing lost
+    again = {t.number: (t.state, t.values) for t in resumed.study.get_trials(deepcopy=False)}
+    assert all(again[number] == before for number, before in after.items())

@@ -54,7 +54,7 @@ def test_tune_writes_the_study_run_and_one_nested_run_per_trial(mlflow_server, n
     params = params_of(parent)
     assert (params["n_trials"], params["max_epochs"], params["seed"]) == ("5", "6", "0")
     assert params["space"] == tags["regtuner.space"]
-    assert {f"best.{k}" for k in result.best_params} <= set(params)
+    assert {f"best.{k}" for k in result.best_params} <= set(tags)
     metrics = metrics_of(parent)
     assert metrics["best_objective"] == pytest.approx(result.best_value)
     assert metrics["test_loss"] == pytest.approx(result.test_scores["loss"])

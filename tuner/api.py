@@ -24,7 +24,7 @@ from tuner.space.hp import HyperParameters, declared_params
 from tuner.space.presets import PRESETS
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
-from tuner.study.storage import check_resumable, refuse_existing, storage_url, stored_records
+from tuner.study.storage import check_resumable, open_rdb, refuse_existing, storage_url, stored_records
 from tuner.tracking import StudyInfo, Tracker, make_tracker
 from tuner.trial.metrics import resolve_metrics
 from tuner.trial.objectives import parse_objective
@@ -270,7 +270,7 @@ def _default_name(build_model: Callable[..., Any], prepared: PreparedData) -> st
 def _exists(url: str, name: str) -> bool:
     import optuna
 
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_rdb(url)
     return name in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
 
 
@@ -278,7 +278,7 @@ def _study_attrs(url: str, name: str) -> dict[str, Any]:
     """User attributes of an existing study (empty when there is none yet)."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_rdb(url)
     for summary in optuna.study.get_all_study_summaries(storage):
         if summary.study_name == name:
             return dict(summary.user_attrs)

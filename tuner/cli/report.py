@@ -138,7 +138,9 @@ def _rebuilt(run: Any) -> str:
         f"Objective: {tags.get('regtuner.objective', '?')}; "
         f"chosen trial: #{tags.get('regtuner.best_trial', '?')}",
     ]
-    best = {k[5:]: v for k, v in params.items() if k.startswith("best.")}
+    best = {
+        k[5:]: v for k, v in {**params, **tags}.items() if k.startswith("best.")
+    }  # tags (params in older runs)
     if best:
         lines.append("Chosen settings:")
         lines += [f"  {k} = {v}" for k, v in sorted(best.items())]

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "storage_url",
     "open_study",
+    "open_rdb",
     "refuse_existing",
     "record_attrs",
     "record_from_trial",
@@ -98,11 +99,20 @@ def _check_rdb_url(url: str) -> None:
         ) from None
 
 
+def open_rdb(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage at ``url``; SQLite waits up to 30 s for a lock another process holds (the
+    option is SQLite's own: other databases refuse it)."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
 def refuse_existing(name: str, storage: str, how: str = "pass resume=True to continue it") -> None:
     """ConfigError when a study ``name`` exists in ``storage`` (checked before any data is loaded)."""
     import optuna
 
-    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+    rdb = open_rdb(storage)
     if name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}:
         raise ConfigError(
             f"a study named {name!r} already exists in {redact_uri(storage)}; {how}, or choose another "
@@ -126,7 +136,7 @@ def open_study(
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by regtuner
-    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+    rdb = open_rdb(storage)
     exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}
     if exists and not resume and explicit_name:
         raise ConfigError(
@@ -232,7 +242,7 @@ def stored_records(storage: str, name: str) -> list[TrialRecord]:
     import optuna
     from optuna.trial import TrialState
 
-    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+    rdb = open_rdb(storage)
     if name not in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}:
         return []
     records = []

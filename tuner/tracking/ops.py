@@ -192,10 +192,13 @@ def summary_ops(uid: str, summary: StudySummary, spool_directory: str) -> list[d
     for state, count in summary.counts.items():
         metrics[f"trials_{state}"] = count
     metrics.update(summary.extra_metrics)
-    params = params_to_strings({f"best.{k}": v for k, v in summary.best_params.items()})
-    tags = {"regtuner.best_trial": str(summary.best_trial)} if summary.best_trial is not None else {}
+    # tags, not params: a resumed study may choose another configuration, and MLflow params never change
+    best = params_to_strings({f"best.{k}": v for k, v in summary.best_params.items()})
+    tags = {k: cut(v, MAX_TAG_VALUE) for k, v in best.items()}
+    if summary.best_trial is not None:
+        tags["regtuner.best_trial"] = str(summary.best_trial)
     ops: list[dict[str, Any]] = [
-        {"op": "log", "run": uid, "metrics": metric_rows(metrics, 0), "params": params, "tags": tags}
+        {"op": "log", "run": uid, "metrics": metric_rows(metrics, 0), "params": {}, "tags": tags}
     ]
     if summary.report:
         ops.append({"op": "text", "run": uid, "text": summary.report, "path": "report.txt"})

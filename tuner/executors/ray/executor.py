@@ -30,7 +30,7 @@ from tuner.errors import ConfigError
 from tuner.executors.base import Executor, StudyJob
 from tuner.executors.ray.cluster import check_cluster, connect, parse_resources
 from tuner.study.search import make_sampler, prunes, warmup_epochs
-from tuner.study.storage import finished_count, open_study
+from tuner.study.storage import finished_count, open_rdb, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -162,7 +162,7 @@ class RayExecutor(Executor):
         search.flush()
         if sink.aborted is not None:
             raise sink.aborted
-        return optuna.load_study(study_name=job.study_name, storage=_rdb(job.storage))
+        return optuna.load_study(study_name=job.study_name, storage=open_rdb(job.storage))
 
     def _tuner(
         self, job: StudyJob, scratch: str, remaining: int, offset: int, concurrency: int
@@ -179,7 +179,7 @@ class RayExecutor(Executor):
         search = StudySearch(
             job.space,
             objective,
-            storage=_rdb(job.storage),
+            storage=open_rdb(job.storage),
             study_name=job.study_name,
             sampler=make_sampler(job.seed, job.n_trials, offset=offset),
             sink=sink,
@@ -230,13 +230,6 @@ class RayExecutor(Executor):
             ),
         )
         return tuner, search, sink
-
-
-def _rdb(url: str) -> Any:
-    import optuna
-
-    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
 def _run_name(study_name: str) -> str:

@@ -310,3 +310,76 @@ def test_cluster_commands_are_grouped_as_ray_groups_them_and_the_flat_ones_still
     assert "ACTION" in capsys.readouterr().err
     assert main(["job", "submit", "missing.yaml", "--address", "http://127.0.0.1:9"]) == 2
     assert "cannot read the job spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.mlflow
+def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    root = EXAMPLES.parent
+    (tmp_path / "slow_job.py").write_text(
+        textwrap.dedent(
+            """
+            from tests.fakes import NumpyModel, blobs
+            from tuner.adapters import base
+
+            def build():
+                if "tests.fakes:NumpyAdapter" not in base.ADAPTERS:
+                    base.ADAPTERS.insert(0, "tests.fakes:NumpyAdapter")
+                return NumpyModel(5, 3, sleep=0.4)
+
+            def data():
+                return blobs(n=200)
+            """
+        )
+    )
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = write(
+        tmp_path,
+        f"""
+        builder: slow_job:build
+        data: slow_job:data
+        study_name: stopped
+        baselines: false
+        budget: {{n_trials: 20, max_epochs: 6}}
+        tracking: {{uri: "{store}", experiment: stopped}}
+    """,
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "run", str(spec)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    storage = f"sqlite:///{tmp_path / '.regtuner' / 'studies.db'}"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # stop it while a trial trains, after one has finished
+            try:
+                trials = optuna.load_study(study_name="stopped", storage=storage).trials
+            except Exception:  # the study is not created yet
+                trials = []
+            running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+            if running and any(t.state.name == "COMPLETE" for t in trials):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "stopped; the running trial" in err, err[-2000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id], max_results=100)
+    study = [r for r in runs if r.data.tags.get("regtuner.role") == "study"]
+    trials = [r for r in runs if r.data.tags.get("regtuner.role") == "trial"]
+    assert [r.info.status for r in study] == ["KILLED"]
+    assert "KILLED" in {r.info.status for r in trials} and "FINISHED" in {r.info.status for r in trials}
+    assert "RUNNING" not in {r.info.status for r in runs}

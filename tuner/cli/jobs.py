@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner.cli.signals import sigterm_as_interrupt
 from tuner.errors import ConfigError
 
 __all__ = ["register"]
@@ -120,7 +121,16 @@ def _run(args: argparse.Namespace) -> int:
         how = "run again with --resume (or set resume: true in the spec) to continue it"
         refuse_existing(name, storage_url(spec.tune_args.get("storage")), how)  # before any data loads
     print(f"regtuner run {spec.source}: executor {spec.executor}", flush=True)
-    result = spec.run(**overrides)
+    try:
+        with sigterm_as_interrupt():  # `regtuner job stop` / `ray job stop` send SIGTERM
+            result = spec.run(**overrides)
+    except KeyboardInterrupt:
+        print(
+            f"regtuner run {spec.source}: stopped; the running trial and the study's MLflow run end as "
+            "KILLED, and --resume (or resume: true) continues the study.",
+            file=sys.stderr,
+        )
+        return 130
     print(result.report())
     if result.mlflow_run_id:
         print(f"MLflow study run: {result.mlflow_run_id}")

@@ -12,10 +12,9 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, Any
 
+from tuner.cli.signals import sigterm_as_interrupt
 from tuner.errors import ConfigError
 
 __all__ = ["register", "ui_command", "default_store"]
@@ -135,7 +134,7 @@ def _ui(args: argparse.Namespace) -> int:
     )
     relay = threading.Thread(target=_relay, args=(process.stdout, uri), daemon=True)
     relay.start()
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             if not _wait_until_up(process, args.host, args.port):
                 print(
@@ -179,24 +178,6 @@ def _wait_until_up(process: subprocess.Popen[bytes], host: str, port: int, timeo
         except OSError:
             time.sleep(0.3)
     return False
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (systemd, docker, CI) takes the Ctrl-C path, so the server is stopped either way."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -23,7 +23,7 @@ where there is none is a :class:`~tuner.errors.ConfigError` before any trial). M
 (bfloat16, or float16 with a GradScaler) on CUDA only. Batches come from a seeded shuffling
 DataLoader that fetches a whole batch per index operation (the training set sits on the GPU
 when it takes under a quarter of the free memory, else in pinned memory); augmentation runs
-as tensor ops on the device (:mod:`._torch_augment`). Inputs are fed in the dtype of the
+as tensor ops on the device (:mod:`tuner.adapters.torch.augment`). Inputs are fed in the dtype of the
 model's parameters, or as int64 token ids when its first layer is an ``nn.Embedding``. The
 optimizer is AdamW unless the ``optimizer`` knob says otherwise, with weight decay on weights
 only (never biases or normalization parameters); ``l2_mode: coupled`` gives L2 in the gradient
@@ -104,7 +104,9 @@ class TorchAdapter(Adapter):
             out.append(
                 builder_applied("dropout")
                 if "dropout" in builder_read
-                else apply_dropout(torch, self.model, params["dropout"], self._dry_input())
+                else apply_dropout(
+                    torch, self.model, params["dropout"], self.task.input_shape, self._input_dtype()
+                )
             )
         self.model.to(self.device)
         lr = params.get("learning_rate")
@@ -220,13 +222,6 @@ class TorchAdapter(Adapter):
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = (X, t)
         return t
-
-    def _dry_input(self) -> Any:
-        """Two rows of zeros of the input shape, where the model's parameters are."""
-        torch = self.torch
-        first = next(iter(self.model.parameters()), None)
-        device = first.device if first is not None else "cpu"
-        return torch.zeros((2, *self.task.input_shape), dtype=self._input_dtype(), device=device)
 
     def check_output(self, X: np.ndarray, y: np.ndarray) -> None:
         torch, model = self.torch, self.model

@@ -108,11 +108,11 @@ def hidden_modules(torch: Any, model: Any, dry_input: Any) -> list[tuple[str, An
     return [(names[id(m)], m) for m in order]
 
 
-def apply_dropout(torch: Any, model: Any, rate: Any, dry_input: Any = None) -> Injection:
+def apply_dropout(torch: Any, model: Any, rate: Any, input_shape: Any = None, dtype: Any = None) -> Injection:
     """Set ``p`` of every dropout module, or insert dropout (module or hooks); say what was done.
 
-    ``dry_input`` is a batch the model takes (zeros of the input shape): without it a model that is
-    neither an ``nn.Sequential`` nor has dropout modules gets none.
+    ``input_shape`` (one row) and ``dtype`` make the zero batch that finds a model's hidden modules:
+    without them a model that is neither an ``nn.Sequential`` nor has dropout modules gets none.
     """
     rate = float(rate)
     if not 0.0 <= rate < 1.0:
@@ -131,7 +131,7 @@ def apply_dropout(torch: Any, model: Any, rate: Any, dry_input: Any = None) -> I
         "add nn.Dropout modules in build_model (regtuner then tunes their p) or build them with p=hp.dropout"
     )
     if not isinstance(model, torch.nn.Sequential):
-        return _hook_dropout(torch, model, rate, dry_input, why)
+        return _hook_dropout(torch, model, rate, _zeros(torch, model, input_shape, dtype), why)
     count = insert_dropout(torch, model, rate)
     if not count:
         return Injection(
@@ -144,6 +144,15 @@ def apply_dropout(torch: Any, model: Any, rate: Any, dry_input: Any = None) -> I
         True,
         f"inserted {count} nn.Dropout({rate:g}) modules into the nn.Sequential, after each hidden block",
     )
+
+
+def _zeros(torch: Any, model: Any, input_shape: Any, dtype: Any) -> Any:
+    """Two rows of zeros of ``input_shape``, where the model's parameters are (None without a shape)."""
+    if not input_shape:
+        return None
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else "cpu"
+    return torch.zeros((2, *input_shape), dtype=dtype, device=device)
 
 
 def _hook_dropout(torch: Any, model: Any, rate: float, dry_input: Any, why: str) -> Injection:

@@ -40,16 +40,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-SPACE = {
-    "knobs": {
-        "l2": {"low": 1e-6, "high": 1e-5, "log": True},
-        "dropout": 0.1,
-        "learning_rate": 1e-3,
-        "batch_size": 128,
-        "patience": 0,
-        "lr_schedule": "constant",
-    }
-}
+from benchmarks.ray_overhead import SPACE as RAY_SPACE
+
+# every trial alike, as in the Ray overhead benchmark, with GPU-sized batches
+SPACE = {"knobs": {**RAY_SPACE["knobs"], "batch_size": 128}}
 
 
 def make_images(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

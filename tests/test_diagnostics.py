@@ -263,3 +263,30 @@ def test_worse_than_untuned_says_when_tuning_lost_to_the_users_own_model():
     assert found[0].evidence["untuned_test_accuracy"] == 0.91
     assert with_untuned(own=0.91, tuned=0.89) == []  # within noise
     assert with_untuned(own=0.80, tuned=0.90) == []  # tuning helped
+
+
+def test_epoch_budget_says_when_the_leading_trials_were_cut_short():
+    from tuner.insight.findings.fit import epoch_budget
+    from tuner.records import TaskInfo, TrialRecord
+
+    task = TaskInfo("regression", 0, n_outputs=1)
+    y = np.linspace(0, 1, 30)
+
+    def trial(number, value, best, ran=30):
+        return TrialRecord(number=number, params={}, state="complete", values=(value,),
+                           epochs=tuple({"val_loss": 1.0} for _ in range(ran)), best_epoch=best)  # fmt: skip
+
+    def study(records, chosen):
+        ev = _evidence(task, {"loss": 0.3}, {}, {}, y, y)
+        ev.records[:] = records
+        ev.chosen = chosen
+        ev.max_epochs = 30
+        return epoch_budget(ev)
+
+    cut = [trial(0, 0.3, 29), trial(1, 0.4, 28), trial(2, 0.5, 10), trial(3, 0.9, 29)]
+    found = study(cut, cut[0])
+    assert [f.kind for f in found] == ["epoch_budget"]
+    assert "max_epochs=30" in found[0].summary and "#0 at epoch 30, #1 at epoch 29" in found[0].summary
+    assert found[0].evidence["suggested_max_epochs"] == 60
+    settled = [trial(0, 0.3, 12, ran=22), trial(1, 0.4, 15, ran=25), trial(2, 0.5, 29)]
+    assert study(settled, settled[0]) == []  # early stopping ended the leaders well inside the budget

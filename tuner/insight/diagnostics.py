@@ -30,6 +30,8 @@ at_chance               the test accuracy is within 2 standard errors of the maj
                         for regression), or below it
 worse_than_untuned      the chosen configuration's test accuracy (R²) is below the untuned model's by
                         more than 2 standard errors of the difference and more than 0.02
+epoch_budget            the chosen trial, or 2 of the 3 leading trials, ran all max_epochs and had
+                        their best epoch in the last tenth of them (suggests 2 x max_epochs)
 ======================  =============================================================================
 """
 

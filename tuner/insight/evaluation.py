@@ -120,6 +120,7 @@ def finish(
         y_test=prepared.test[1] if prepared.test is not None else None,
         standard_loss=ctx.settings.loss is None or isinstance(ctx.settings.loss, str),
         cv=len(ctx.folds) or None,
+        max_epochs=ctx.settings.max_epochs,
     )
     value = chosen.values[0] if not obj.is_multi else tuple(chosen.values)
     cv = chosen.user_attrs.get(CV_KEY) if chosen.user_attrs else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tuner.insight.findings.curves import divergence, overfitting
-from tuner.insight.findings.fit import no_gain_over_linear, underfitting
+from tuner.insight.findings.fit import epoch_budget, no_gain_over_linear, underfitting
 from tuner.insight.findings.honesty import at_chance, high_optimism, worse_than_untuned
 from tuner.insight.findings.leakage import leakage
 from tuner.insight.findings.search import augmentation_hurt, important_knobs, lr_sensitivity
@@ -24,4 +24,5 @@ RULES: tuple[Callable, ...] = (
     high_optimism,
     at_chance,
     worse_than_untuned,
+    epoch_budget,
 )

@@ -1,4 +1,5 @@
-"""Rules on how well the model fits: underfitting, and no gain over the linear baseline."""
+"""Rules on how well the model fits: underfitting, no gain over the linear baseline, and training cut
+short by the epoch budget."""
 
 from __future__ import annotations
 
@@ -87,3 +88,33 @@ def no_gain_over_linear(ev: Evidence) -> list[Finding]:
         "if the network must stay, check the input scaling and give it more capacity or data."
     )
     return [Finding("no_gain_over_linear", summary, evidence, advice)]
+
+
+def epoch_budget(ev: Evidence) -> list[Finding]:
+    """The leading trials still improved in their last epochs: ``max_epochs`` cut training short."""
+    if not ev.max_epochs or ev.max_epochs < 3 or ev.objective.is_multi:
+        return []
+    sign = 1 if ev.objective.directions[0] == "minimize" else -1
+    leaders = sorted(ev.complete, key=lambda r: sign * r.values[0])[:3]
+    near = ev.max_epochs - max(1, ev.max_epochs // 10)  # within the last tenth of the budget
+    capped = [r for r in leaders if r.epochs_run >= ev.max_epochs and (r.best_epoch or 0) + 1 > near]
+    if ev.chosen not in capped and len(capped) < 2:
+        return []
+    suggested = 2 * ev.max_epochs
+    evidence = {
+        "max_epochs": ev.max_epochs,
+        "leading_trials": [r.number for r in leaders],
+        "best_epoch_of_each": [None if r.best_epoch is None else r.best_epoch + 1 for r in leaders],
+        "suggested_max_epochs": suggested,
+    }
+    listed = ", ".join(f"#{r.number} at epoch {(r.best_epoch or 0) + 1}" for r in capped)
+    summary = (
+        f"Training was cut short: the best epoch of {len(capped)} of the {len(leaders)} leading trials "
+        f"fell in the last tenth of max_epochs={ev.max_epochs} ({listed}); their validation score was "
+        "still improving when the budget ended, so the chosen model is likely under-trained."
+    )
+    advice = (
+        f"Run again with max_epochs={suggested} (early stopping still ends each trial once it stops "
+        "improving), or raise the learning rate range if each epoch should do more."
+    )
+    return [Finding("epoch_budget", summary, evidence, advice)]

@@ -28,6 +28,7 @@ KINDS: tuple[str, ...] = (
     "high_optimism",
     "at_chance",
     "worse_than_untuned",
+    "epoch_budget",
 )
 
 
@@ -73,6 +74,7 @@ class Evidence:
     y_test: np.ndarray | None = None
     standard_loss: bool = True  # the trials' loss is log loss / MSE (not a custom loss)
     cv: int | None = None
+    max_epochs: int | None = None  # the study's epoch budget per trial
 
     def baseline(self, name: str) -> Baseline | None:
         return next((b for b in self.baselines if b.name == name and b.ok), None)

@@ -71,7 +71,8 @@ def test_markdown_links_plots_that_are_real_pngs(result, tmp_path):
     assert "| score | validation | test ± se | optimism |" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     names = {link.rsplit("/", 1)[-1] for link in links}
-    assert names == {"learning_curves.png", "gap.png", "objective.png", "importances.png", "baselines.png"}
+    expected = {"learning_curves.png", "gap.png", "objective.png", "importances.png", "baselines.png"}
+    assert names == expected | {"parallel.png"}
     assert names == {p.name for p in (tmp_path / "plots").iterdir()}
     for name in names:
         assert_real_png(tmp_path / "plots" / name)
@@ -105,7 +106,7 @@ def test_html_report_opens_in_a_browser(result, tmp_path):
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
         )
-        assert len(images) == 5 and all(done and width > 300 for done, width in images)
+        assert len(images) == 6 and all(done and width > 300 for done, width in images)
         body = driver.find_element("tag name", "body").text
         assert "Validation vs test" in body and "Diagnosis" in body
         assert len(driver.find_elements("tag name", "table")) >= 3
@@ -149,7 +150,7 @@ def test_study_report_lands_in_the_mlflow_run_and_the_cli_prints_it(mlflow_serve
     assert capsys.readouterr().out.strip() == r.report().strip()
     html = tmp_path / "copy.html"
     assert main(["report", r.mlflow_run_id, "--tracking-uri", mlflow_server, "--html", str(html)]) == 0
-    assert r.study_name in capsys.readouterr().out and html.read_text().count("data:image/png;base64,") == 5
+    assert r.study_name in capsys.readouterr().out and html.read_text().count("data:image/png;base64,") == 6
     assert main(["report", r.study_name, "--tracking-uri", mlflow_server, "--format", "markdown"]) == 0
     assert "## Validation vs test" in capsys.readouterr().out
     assert main(["report", "no-such-study", "--tracking-uri", mlflow_server]) == 2

@@ -30,6 +30,7 @@ PLOT_TITLES: dict[str, str] = {
     "objective": "Objective over trials",
     "baselines": "Chosen configuration against the baselines",
     "importances": "Parameter importances (fANOVA)",
+    "parallel": "Searched settings of every complete trial, coloured by the objective",
     "pareto": "Pareto front",
     "lr_range": "Learning-rate range test",
 }
@@ -42,6 +43,13 @@ def _figure(width: float = 8.0, height: float = 4.0) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _whole_numbers(ax: Any) -> None:
+    """Epochs and trial numbers are whole: no 2.5 on those axes."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _primary(result: Result, r: TrialRecord) -> float:
@@ -96,6 +104,7 @@ def learning_curves(result: Result) -> Figure | None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
+        _whole_numbers(ax)
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle("Learning curves (dots: best epoch)")
     return fig
@@ -110,6 +119,7 @@ def gap(result: Result) -> Figure | None:
     for i, (label, r) in enumerate(rows):
         ax.plot(*_series(r, "gap"), color=_color(i, label), label=label, linewidth=1.6)
     ax.axhline(0.0, color="black", linewidth=0.8)
+    _whole_numbers(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation loss - training loss")
     ax.grid(alpha=0.3)
@@ -149,12 +159,17 @@ def objective(result: Result) -> Figure | None:
     failed = [r.number for r in result.records if r.state == "failed"]
     for n in failed:
         ax.axvline(n, color="tab:red", alpha=0.15)
+    values = [v for _, v, _ in rows if np.isfinite(v)]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = 0.1 * (hi - lo) or 0.05 * abs(hi) or 0.05
     metric = name[4:] if name.startswith("val_") else None
     for i, b in enumerate(x for x in result.baselines if x.ok):
         if metric in b.validation:
-            ax.axhline(
-                b.validation[metric], linestyle=":", color=_COLORS[i % len(_COLORS)], label=f"{b.name} (val)"
-            )
+            v = b.validation[metric]
+            off = "" if lo - pad <= v <= hi + pad else f", off the scale at {v:.3g}"
+            ax.axhline(v, linestyle=":", color=_COLORS[i % len(_COLORS)], label=f"{b.name} (val{off})")
+    ax.set_ylim(lo - pad, hi + pad)  # scaled to the trials: a far-off baseline must not squash them
+    _whole_numbers(ax)
     ax.set_xlabel("trial")
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
@@ -173,8 +188,13 @@ def baselines(result: Result) -> Figure | None:
     x = np.arange(len(rows))
     val = [np.nan if v is None else v for _, v, _ in rows]
     test = [np.nan if t is None else t for _, _, t in rows]
+    se = [result.test_se.get(metric, np.nan)] + [np.nan] * (len(rows) - 1)  # measured for the chosen one
     ax.bar(x - 0.2, val, 0.4, label="validation", color="tab:blue")
-    ax.bar(x + 0.2, test, 0.4, label="test", color="tab:orange")
+    ax.bar(x + 0.2, test, 0.4, yerr=se, capsize=4, label="test (± 1 standard error)", color="tab:orange")
+    shown = [v for v in (*val, *test) if np.isfinite(v)]
+    if shown:  # from near the lowest bar, not from 0: 0.94 against 0.97 must show
+        lo, hi = min(shown), max(shown)
+        ax.set_ylim(max(lo - 0.15 * (hi - lo or 0.1), min(lo, 0.0) if metric == "r2" else 0.0), hi + 0.05)
     ax.set_xticks(x, [n for n, _, _ in rows])
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3, axis="y")
@@ -191,7 +211,50 @@ def importances(result: Result) -> Figure | None:
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green")
     ax.set_xlabel("importance (share of the objective's variance)")
     ax.set_xlim(0, 1)
+    n = sum(1 for r in result.records if r.state == "complete")
+    if n < 20:
+        ax.set_title(f"over {n} complete trials: indicative only (fANOVA needs more)", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def parallel(result: Result) -> Figure | None:
+    """Each complete trial as a line across its searched settings (each axis scaled to the values
+    tried, a log axis where a setting spans decades), coloured by the objective."""
+    done = [r for r in result.records if r.state == "complete" and r.values and np.isfinite(r.values[0])]
+    names = [k for k in result.best_params if len({repr(r.params.get(k)) for r in done}) > 1]
+    if len(done) < 2 or not names:
+        return None
+    columns = []
+    for k in names:
+        raw = [r.params.get(k) for r in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+            v = np.asarray(raw, dtype=float)
+            if v.min() > 0 and v.max() / v.min() > 50:
+                v = np.log10(v)
+        else:  # choices: their order of first appearance
+            order = list(dict.fromkeys(map(repr, raw)))
+            v = np.asarray([order.index(repr(x)) for x in raw], dtype=float)
+        span = v.max() - v.min()
+        columns.append((v - v.min()) / span if span else np.full(len(v), 0.5))
+    import matplotlib
+
+    values = np.asarray([r.values[0] for r in done])
+    norm = matplotlib.colors.Normalize(values.min(), values.max())
+    cmap = matplotlib.colormaps["viridis" if result.objective.directions[0] == "maximize" else "viridis_r"]
+    fig = _figure(max(6, 1.6 * len(names)), 4)
+    ax = fig.subplots()
+    for i, r in enumerate(done):
+        line = [c[i] for c in columns]
+        if r.number == result.best_trial:
+            ax.plot(range(len(names)), line, color="tab:red", linewidth=2.5, zorder=3, label="chosen")
+        else:
+            ax.plot(range(len(names)), line, color=cmap(norm(values[i])), linewidth=1.0, alpha=0.7)
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_yticks([0, 1], ["lowest tried", "highest tried"])
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax, label=result.objective.names[0])
     return fig
 
 
@@ -253,6 +316,7 @@ PLOTS: dict[str, Callable[[Result], Figure | None]] = {
     "objective": objective,
     "baselines": baselines,
     "importances": importances,
+    "parallel": parallel,
     "pareto": pareto,
     "lr_range": lambda result: lr_range_figure(result.lr_range),
 }
@@ -266,6 +330,8 @@ def make_plots(result: Result, folder: Path) -> dict[str, Path]:
         fig = draw(result)
         if fig is None:
             continue
+        if not fig._suptitle:  # every plot says what it shows, also when viewed alone (MLflow UI)
+            fig.suptitle(PLOT_TITLES.get(name, name), fontsize=10)
         path = folder / f"{name}.png"
         fig.savefig(path, format="png")
         out[name] = path

@@ -542,3 +542,13 @@ def test_an_optuna_style_builder_declares_its_own_search():
                   baselines=False)  # fmt: skip
     assert result.best_params["width"] in (4, 8, 12, 16) and result.best_params["act"] in ("relu", "tanh")
     assert {"params_width", "params_act"} <= set(result.trials.columns)
+
+
+def test_result_trials_say_what_each_knob_did_to_the_model():
+    X, y = data(n=120)
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.5}, "l2": 1e-4}}
+    result = tune(lambda: SubclassMLP(), (X, y), space=space, n_trials=2, max_epochs=1, tracking=False,
+                  progress=False, baselines=False)  # fmt: skip
+    applied = result.trials["applied"].tolist()
+    assert all("dropout: dropout" in a and "hidden modules (fc1, fc2)" in a and "l2: " in a for a in applied)
+    assert result.trials["not_applied"].isna().all()

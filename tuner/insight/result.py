@@ -23,7 +23,8 @@ __all__ = ["Result", "trials_frame"]
 
 
 def trials_frame(records: Sequence[TrialRecord], objective: Objective) -> pd.DataFrame:
-    """One row per trial: number, state, objective value(s), params, epochs, duration, error."""
+    """One row per trial: number, state, objective value(s), params, epochs, duration, what each knob
+    did to the model (``applied``; ``not_applied`` names the knobs it could not take), error."""
     import pandas as pd
 
     rows = []
@@ -41,6 +42,9 @@ def trials_frame(records: Sequence[TrialRecord], objective: Objective) -> pd.Dat
             row[key] = r.best_metrics.get(key)
         row["duration"] = r.duration
         row["framework"] = r.framework
+        # what each knob did to this trial's model, readable: "dropout: inserted 2 Dropout(0.3) ...; l2: ..."
+        row["applied"] = "; ".join(f"{i.knob}: {i.detail}" for i in r.injected) or None
+        row["not_applied"] = ", ".join(i.knob for i in r.injected if not i.applied) or None
         row["error"] = r.error
         rows.append(row)
     return pd.DataFrame(rows).sort_values("number").reset_index(drop=True) if rows else pd.DataFrame()

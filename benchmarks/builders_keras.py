@@ -1,11 +1,13 @@
 """User-style Keras models per task, the same architectures as :mod:`benchmarks.builders_torch`.
 
-``model(split)`` is the plain compiled model (Adam, the task's loss, no Dropout, no L2);
+``model(split)`` is the plain compiled model (Adam, the task's loss, no Dropout, no L2); with
+``BENCH_MODEL_STYLE=functional`` the same layers as a functional ``keras.Model(inputs, outputs)``;
 ``model(split, dropout=p, l2=a, learning_rate=r)`` the version a tuner's builder writes.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from benchmarks.tasks import Split
@@ -51,8 +53,13 @@ def model(
             layers.Dense(128, activation="relu", kernel_regularizer=reg),
             *drop,
         ]
-    net = keras.Sequential(
-        [keras.Input(shape), *body, layers.Dense(split.n_out, activation=out_act, kernel_regularizer=reg)]
-    )
+    stack = [*body, layers.Dense(split.n_out, activation=out_act, kernel_regularizer=reg)]
+    if os.environ.get("BENCH_MODEL_STYLE") == "functional":
+        inputs = x = keras.Input(shape)
+        for layer in stack:
+            x = layer(x)
+        net = keras.Model(inputs, x)
+    else:
+        net = keras.Sequential([keras.Input(shape), *stack])
     net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(split))
     return net

@@ -1,6 +1,8 @@
 """User-style torch models per task: what a practitioner writes first, not tuned.
 
 ``model(split)`` is the plain model (no Dropout: the overfitting-prone version people post about);
+with ``BENCH_MODEL_STYLE=subclass`` the same layers come as an ``nn.Module`` subclass that wires them
+in its ``forward`` (the style most PyTorch code has), so regtuner's dropout goes in by forward hooks;
 ``model(split, dropout=p)`` the same net with ``nn.Dropout(p)`` after every hidden layer (what an
 ``hp`` builder and the peers' objective functions build). Outputs are logits (1 for binary, K for
 multiclass) or one value (regression).
@@ -8,6 +10,7 @@ multiclass) or one value (regression).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
@@ -22,7 +25,25 @@ def _drop(dropout: float | None) -> list[Any]:
 
 
 def model(split: Split, dropout: float | None = None) -> Any:
-    """The task's user-style ``nn.Sequential``."""
+    """The task's user-style model: ``nn.Sequential``, or an ``nn.Module`` subclass (see above)."""
+    net = _sequential(split, dropout)
+    return _Wired(net) if os.environ.get("BENCH_MODEL_STYLE") == "subclass" else net
+
+
+class _Wired(nn.Module):
+    """The layers as a subclass's attributes, called in order in ``forward``."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(list(net))
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _sequential(split: Split, dropout: float | None) -> Any:
     out = split.n_out
     if split.input_kind == "image":  # (n, 1, 8, 8)
         return nn.Sequential(

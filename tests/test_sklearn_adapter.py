@@ -242,3 +242,14 @@ def test_the_untuned_baseline_of_a_plain_estimator_runs():
                   tracking=False, progress=False)  # fmt: skip
     untuned = next(b for b in result.baselines if b.name == "untuned")
     assert untuned.ok and 0.0 <= untuned.test["accuracy"] <= 1.0, untuned.error
+
+
+def test_a_knob_the_builder_reads_stays_searched_even_where_the_model_cannot_take_it():
+    X, y = data()
+
+    def build(hp):  # reads dropout for a decision of its own; a LogisticRegression has no dropout
+        return LogisticRegression(max_iter=100 if hp["dropout"] > 0.25 else 200)
+
+    space = {"knobs": {"dropout": {"low": 0.1, "high": 0.5}, "l2": {"low": 1e-4, "high": 1e-1, "log": True}}}
+    result = tune(build, (X, y), space=space, n_trials=2, tracking=False, progress=False, baselines=False)
+    assert "dropout" in result.best_params and all(r.state == "complete" for r in result.records)

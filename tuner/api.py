@@ -329,7 +329,8 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> Preflight:
         adapter.check_output(X[:8], y[:8])
     finally:
         adapter.release()
-    unfit = [i for i in injected if not i.applied and i.knob in probes]
+    # a knob the builder reads stays, whatever the adapter did with it: the builder needs its value
+    unfit = [i for i in injected if not i.applied and i.knob in probes and i.knob not in hp.read]
     reasons = {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
     return Preflight(cls.framework, declared_params(hp), reasons, anchor)
 

@@ -33,10 +33,16 @@ SCRIPT = textwrap.dedent(
 SPACE = {"knobs": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}, "patience": 0}}
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def _mid_trial(storage: str) -> bool:
-    """At least 2 trials finished and one is running."""
+    """At least 2 trials finished and one is running (one connection pool per storage, however often
+    this polls: a PostgreSQL server refuses clients beyond its max_connections)."""
     try:
-        study = optuna.load_study(study_name="killme", storage=storage)
+        if storage not in _STORAGES:
+            _STORAGES[storage] = optuna.storages.RDBStorage(storage)
+        study = optuna.load_study(study_name="killme", storage=_STORAGES[storage])
     except Exception:
         return False
     states = [t.state for t in study.trials]

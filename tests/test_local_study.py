@@ -219,8 +219,9 @@ def test_progress_moves_with_epochs_and_names_the_metric_and_trial():
     assert bar.stats() == "trials done; now the refit"
 
 
-def test_the_live_display_shows_epochs_the_best_trial_and_the_end_phase(capsys):
+def test_the_live_display_shows_epochs_the_best_trial_and_the_end_phase(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: rich shortens what does not fit
     run(n_trials=3, max_epochs=4, progress="always")
     err = capsys.readouterr().err
-    assert "best val_loss" in err and "epoch" in err and "/4" in err
-    assert "trials done; now the refit of the chosen configuration" in err
+    assert "best val_loss" in err and "epoch" in err and "/4" in err and "(#" in err
+    assert "trials done: the refit of the chosen trial" in err

@@ -232,8 +232,8 @@ def _run(
     gc.freeze()
     try:
         study = runner.run(job)
-        steps = "the baselines, then the refit" if evaluation.baselines else "the refit"
-        bar.phase(f"trials done; now {steps} of the chosen configuration and its test score")
+        steps = "baselines, then the refit" if evaluation.baselines else "the refit"
+        bar.phase(f"trials done: {steps} of the chosen trial")
         ctx, tracker = job.ctx, job.tracker
         result = finish(study, ctx, prepared, job.space, ctx.objective, tracker.run_id, evaluation)
         if result.best_model is not None:  # with its framework's MLflow flavour, signature, example

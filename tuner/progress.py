@@ -85,8 +85,9 @@ class Progress:
         return self._done + share
 
     def _refresh(self) -> None:
-        if self._bar is not None:
+        if self._bar is not None:  # drawn now: an epoch can be shorter than rich's refresh period
             self._bar.update(self._task, completed=self._completed(), **self._fields())
+            self._bar.refresh()
 
     def epoch(self, number: int, epoch: int) -> None:
         """Trial ``number`` finished its epoch ``epoch`` (0-based)."""

@@ -24,7 +24,14 @@ from tuner.space.hp import HyperParameters, declared_params
 from tuner.space.presets import PRESETS
 from tuner.space.searchspace import SearchSpace, resolve
 from tuner.study.owner import check_owner
-from tuner.study.storage import check_resumable, open_rdb, refuse_existing, storage_url, stored_records
+from tuner.study.storage import (
+    check_resumable,
+    open_rdb,
+    refuse_existing,
+    storage_url,
+    stored_records,
+    study_exists,
+)
 from tuner.tracking import StudyInfo, Tracker, make_tracker
 from tuner.trial.metrics import resolve_metrics
 from tuner.trial.objectives import parse_objective
@@ -252,11 +259,11 @@ def _run(
 
 def _fresh_name(url: str, base_name: str, resume: bool) -> str:
     """``base_name``, stamped with the time when a study of that name exists (and this is no resume)."""
-    if resume or not _exists(url, base_name):
+    if resume or not study_exists(url, base_name):
         return base_name
     name = stamped = f"{base_name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     for n in range(2, 1000):  # a second study of the same builder and data within the second
-        if not _exists(url, name):
+        if not study_exists(url, name):
             break
         name = f"{stamped}-{n}"
     return name
@@ -265,13 +272,6 @@ def _fresh_name(url: str, base_name: str, resume: bool) -> str:
 def _default_name(build_model: Callable[..., Any], prepared: PreparedData) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", getattr(build_model, "__name__", "model")).strip("-")
     return f"{stem or 'model'}-{prepared.fingerprint[:8]}"
-
-
-def _exists(url: str, name: str) -> bool:
-    import optuna
-
-    storage = open_rdb(url)
-    return name in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
 
 
 def _study_attrs(url: str, name: str) -> dict[str, Any]:

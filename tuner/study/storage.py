@@ -24,6 +24,7 @@ __all__ = [
     "open_study",
     "open_rdb",
     "refuse_existing",
+    "study_exists",
     "record_attrs",
     "record_from_trial",
     "finished_count",
@@ -108,12 +109,17 @@ def open_rdb(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
-def refuse_existing(name: str, storage: str, how: str = "pass resume=True to continue it") -> None:
-    """ConfigError when a study ``name`` exists in ``storage`` (checked before any data is loaded)."""
+def study_exists(storage: str | optuna.storages.RDBStorage, name: str) -> bool:
+    """Whether the storage (a URL, or one opened with :func:`open_rdb`) holds a study ``name``."""
     import optuna
 
-    rdb = open_rdb(storage)
-    if name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}:
+    rdb = open_rdb(storage) if isinstance(storage, str) else storage
+    return name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}
+
+
+def refuse_existing(name: str, storage: str, how: str = "pass resume=True to continue it") -> None:
+    """ConfigError when a study ``name`` exists in ``storage`` (checked before any data is loaded)."""
+    if study_exists(storage, name):
         raise ConfigError(
             f"a study named {name!r} already exists in {redact_uri(storage)}; {how}, or choose another "
             "study_name."
@@ -137,7 +143,7 @@ def open_study(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by regtuner
     rdb = open_rdb(storage)
-    exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}
+    exists = study_exists(rdb, name)
     if exists and not resume and explicit_name:
         raise ConfigError(
             f"a study named {name!r} already exists in {redact_uri(storage)}; pass resume=True to "
@@ -243,7 +249,7 @@ def stored_records(storage: str, name: str) -> list[TrialRecord]:
     from optuna.trial import TrialState
 
     rdb = open_rdb(storage)
-    if name not in {s.study_name for s in optuna.study.get_all_study_summaries(rdb)}:
+    if not study_exists(rdb, name):
         return []
     records = []
     for trial in optuna.load_study(study_name=name, storage=rdb).get_trials(deepcopy=False):

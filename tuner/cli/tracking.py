@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -107,6 +108,7 @@ def _url(host: str, port: int) -> str:
 
 def _ui(args: argparse.Namespace) -> int:
     from tuner.redact import redact_uri
+    from tuner.tracking.base import ui_url
 
     uri = default_store(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -143,10 +145,10 @@ def _ui(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            print(
-                f"MLflow UI for {redact_uri(uri)}\n  {_url(args.host, args.port)}\n(Ctrl-C to stop)",
-                flush=True,
-            )
+            shown = _url(args.host, args.port)
+            lines = [f"MLflow UI for {redact_uri(uri)}", f"  {ui_url(shown)}"]
+            lines += [f"  {name}: {ui_url(shown, eid)}" for name, eid in _studies(args.host, args.port)]
+            print("\n".join([*lines, "(Ctrl-C to stop)"]), flush=True)
             return process.wait()
         except KeyboardInterrupt:
             return 0
@@ -178,6 +180,28 @@ def _wait_until_up(process: subprocess.Popen[bytes], host: str, port: int, timeo
         except OSError:
             time.sleep(0.3)
     return False
+
+
+def _studies(host: str, port: int, limit: int = 10) -> list[tuple[str, str]]:
+    """(name, id) of the latest experiments regtuner wrote (tagged as model development), newest first;
+    [] when the server does not say."""
+    near = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    query = {
+        "max_results": limit,
+        "filter": "tags.`mlflow.experimentKind` = 'custom_model_development'",
+        "order_by": ["last_update_time DESC"],
+    }
+    request = urllib.request.Request(
+        f"{_url(near, port)}/api/2.0/mlflow/experiments/search",
+        data=json.dumps(query).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            found = json.load(answer).get("experiments", [])
+    except (OSError, ValueError):
+        return []
+    return [(e["name"], e["experiment_id"]) for e in found if "name" in e and "experiment_id" in e]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

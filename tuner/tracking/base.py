@@ -36,6 +36,7 @@ __all__ = [
     "validate_tracking_uri",
     "failure_warning",
     "log_unsent",
+    "ui_url",
 ]
 
 log = logging.getLogger("tuner")
@@ -117,7 +118,7 @@ class Tracker(abc.ABC):
 
     def restore_trials(self, records: Iterable[TrialRecord]) -> None:
         """Trials whose process died before their tracking was through (a resumed study's, read back from
-        the Optuna storage; a dead Ray worker's): write each so that it ends as exactly one run. Trackers
+        the Optuna storage): write each so that it ends as exactly one run. Trackers
         that cannot look at what they wrote before do nothing."""
         return None
 
@@ -275,6 +276,21 @@ def objective_metrics(name: str, values: tuple[float, ...] | None) -> dict[str, 
     if len(values) == 1:
         return {name: values[0]}
     return {f"{name}_{i}": v for i, v in enumerate(values)}
+
+
+#: MLflow 3's UI opens an experiment on its GenAI overview unless the URL (or the user's "Model
+#: training" switch, kept in the browser) asks for the model-training views; the experiment's kind tag
+#: is not read while that switch exists
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """A link into the MLflow UI at ``base`` that opens on the runs (of an experiment, or one run)."""
+    root = base.rstrip("/")
+    if experiment_id is None:
+        return f"{root}/#/experiments?{MODEL_TRAINING}"
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{root}/#/experiments/{experiment_id}/{page}?{MODEL_TRAINING}"
 
 
 def absolute_sqlite(uri: str) -> str:

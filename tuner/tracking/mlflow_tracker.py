@@ -10,9 +10,11 @@ at the end of the study, or by ``regtuner sync``.
 Per-epoch metrics are buffered per trial and sent every ``FLUSH_METRICS`` values or ``FLUSH_SECONDS``, and
 at the trial's end, so a short trial costs three requests: create the run, one batch, close it.
 
-Runs nest by the explicit parent run id (``mlflow.parentRunId``), never through MLflow's fluent active-run
-stack, and are named by a UID (tag ``regtuner.uid``), so trials may be tracked from any process: a pickled
-tracker carries the resolved URI, the study run's id and UID, nothing else.
+The study's driver is the only writer: trials that run elsewhere (Ray workers) report their epochs and
+records to it. Runs nest by the explicit parent run id (``mlflow.parentRunId``), never through MLflow's
+fluent active-run stack, and are named by a UID (tag ``regtuner.uid``), so a resumed study finds its runs.
+A pickled tracker (Ray Client, whose Tune driver runs on the cluster's head) carries the resolved URI,
+the study run's id and UID, nothing else.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from tuner.tracking.base import (
     failure_warning,
     log_unsent,
     params_to_strings,
+    ui_url,
 )
 from tuner.tracking.model_logging import FLAVORS, save_model, warm_up
 from tuner.tracking.ops import (
@@ -62,7 +65,6 @@ log = logging.getLogger("tuner")
 FLUSH_METRICS = 500  # buffered epoch metrics that trigger a send
 FLUSH_SECONDS = 10.0  # or time since the last send
 WAIT_SECONDS = 60.0  # longest wait for the study run's id or the resolved URI
-REMOTE_FLUSH_SECONDS = 60.0  # a pickled tracker waits this long for its trial's run at the trial's end
 CLOSE_SECONDS = float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120"))
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -92,7 +94,6 @@ class MlflowTracker(Tracker):
         self._uri = absolute_sqlite(tracking_uri or env_uri) if (tracking_uri or env_uri) else None
         self.experiment = experiment
         self._uid = study_uid or uuid.uuid4().hex
-        self._remote = False  # a copy unpickled in another process
         self._resuming = study_uid is not None or parent_run_id is not None
         self._parent_id = parent_run_id
         self._experiment_id: str | None = None
@@ -150,7 +151,7 @@ class MlflowTracker(Tracker):
         uri, run_id = self.tracking_uri or "", self.run_id
         if not uri.startswith(("http://", "https://")) or not (run_id and self._experiment_id):
             return None
-        return f"{redact_uri(uri).rstrip('/')}/#/experiments/{self._experiment_id}/runs/{run_id}"
+        return ui_url(redact_uri(uri), self._experiment_id, run_id)
 
     @property
     def trial_runs(self) -> dict[int, str]:
@@ -178,7 +179,7 @@ class MlflowTracker(Tracker):
             parent_run_id=state["parent"],
             spool_directory=state["spool_dir"],
         )
-        self._uid, self._resuming, self._remote = state["uid"], False, True
+        self._uid, self._resuming = state["uid"], False
         self._runs = {self._uid: state["parent"]} if state["parent"] else {}
         self._experiment_id = state["experiment_id"]
         self._info = state["info"]
@@ -228,8 +229,6 @@ class MlflowTracker(Tracker):
             if record.framework and not self._framework_tagged:
                 self._framework_tagged = True
                 self._put({"op": "log", "run": self._uid, "tags": {"regtuner.framework": record.framework}})
-        if self._remote:  # a worker process (Ray) may be torn down right after its trial
-            self.flush(REMOTE_FLUSH_SECONDS)
 
     def restore_trials(self, records: Iterable[TrialRecord]) -> None:
         """Trials whose process died (a resumed study's, a dead Ray worker's): each ends as exactly one run,
@@ -321,8 +320,7 @@ class MlflowTracker(Tracker):
         if trial is None:
             trial = self._trials[number] = TrialBuffer()
             study_name = self._info.study_name if self._info is not None else None
-            # a Ray worker looks first: an attempt before this one (its worker died) may have made it
-            self._put(trial_create_op(self._uid, number, self._experiment_name(), study_name, self._remote))
+            self._put(trial_create_op(self._uid, number, self._experiment_name(), study_name))
         return trial
 
     def _experiment_name(self) -> str:

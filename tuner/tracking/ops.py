@@ -121,15 +121,11 @@ def trial_tags(number: int, study_name: str | None) -> dict[str, str]:
     return tags
 
 
-def trial_create_op(
-    study_uid: str, number: int, experiment: str, study_name: str | None, find: bool
-) -> dict[str, Any]:
-    """The op that creates trial ``number``'s run under the study run; ``find``: look for it first."""
+def trial_create_op(study_uid: str, number: int, experiment: str, study_name: str | None) -> dict[str, Any]:
+    """The op that creates trial ``number``'s run under the study run."""
     op = {"op": "create", "run": f"{study_uid}.{number}", "experiment": experiment,
           "name": f"trial-{number:04d}", "tags": trial_tags(number, study_name), "parent": study_uid,
           "time": now()}  # fmt: skip
-    if find:
-        op["find"] = True
     return op
 
 

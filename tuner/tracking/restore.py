@@ -1,4 +1,4 @@
-"""Put a study's MLflow runs right after a process died: what ``resume=True`` and Ray's driver need.
+"""Put a study's MLflow runs right after a process died: what ``resume=True`` needs.
 
 Two operations (see :mod:`tuner.tracking.spool`) are applied here, by the
 :class:`~tuner.tracking.sender.Sender`:
@@ -6,7 +6,7 @@ Two operations (see :mod:`tuner.tracking.spool`) are applied here, by the
 - ``reopen`` (a resumed study): waits until the dead process's tracking worker has finished draining
   (it holds the study's lock file), marks the study run RUNNING again, lists its trial runs, and closes
   those still RUNNING as KILLED (tag ``state`` failed, ``error`` "interrupted").
-- ``ensure`` (a trial whose process died, rebuilt from the Optuna storage or by Ray's driver): the
+- ``ensure`` (a trial whose process died, rebuilt from the Optuna storage): the
   trial ends as exactly one run holding its record. A missing run is created; one that is not finished
   gets the epochs it lacks (each metric after the last step it has), its params, tags and end status; one
   that already holds the outcome is left alone.

@@ -17,7 +17,6 @@ operation only: sending it again could never work.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -73,7 +72,6 @@ class Sender(Reconciler):
         self.sent = 0
         self.last_error: str | None = None
         self.locks = StudyLocks()  # study runs this sender writes (see tuner.tracking.restore)
-        self.superseded: set[str] = set()  # trial runs a later attempt of the same trial owns
         self.children: dict[str, dict[str, KnownRun]] = {}
 
     # -- connection ---------------------------------------------------------------------------------
@@ -267,12 +265,7 @@ class Sender(Reconciler):
             tags["mlflow.parentRunId"] = self._run_id(op["parent"], experiment_id)
         else:
             self.locks.hold(self.spool_directory, uid, 0)  # this worker writes the study run
-        run = self._find(uid, experiment_id) if replay or op.get("find") else None
-        if run is not None and op.get("find") and not replay and _earlier_attempt(run, op):
-            # a retried trial (Ray): the attempt whose worker died left its run RUNNING. The new attempt
-            # logs every epoch again, so it gets a fresh run and the dead one goes (MLflow keeps it deleted)
-            self.client.delete_run(run.info.run_id)
-            run = None
+        run = self._find(uid, experiment_id) if replay else None
         if run is None:
             try:
                 start = op.get("time")  # when the study made it, not when it reached the store
@@ -287,25 +280,7 @@ class Sender(Reconciler):
                     run = None
                 if run is None:
                     raise
-            if op.get("find") and not replay:
-                self._settle_attempts(uid, run, experiment_id, int(op.get("time") or 0))
         self._bind(uid, run.info.run_id, experiment_id)
-
-    def _settle_attempts(self, uid: str, run: Any, experiment_id: str, started: int) -> None:
-        """Two attempts of a retried Ray trial can each create a run when their creates cross: the run
-        of the latest attempt stays, the others go, and an attempt that lost drops what it sends next."""
-        others = [
-            r
-            for r in self.client.search_runs([experiment_id], filter_string=f"tags.`regtuner.uid` = '{uid}'")
-            if r.info.run_id != run.info.run_id
-        ]
-        later = [r for r in others if int(r.info.start_time or 0) > started]
-        for gone in [run] if later else others:
-            with contextlib.suppress(Exception):  # the other attempt may have deleted it already
-                self.client.delete_run(gone.info.run_id)
-        if later:
-            self.superseded.add(uid)
-            raise _Permanent(f"a later attempt of trial run {uid} has its run; this attempt's is dropped")
 
     def _bind(self, uid: str, run_id: str, experiment_id: str | None) -> None:
         self.ids[uid] = (run_id, experiment_id)
@@ -314,8 +289,6 @@ class Sender(Reconciler):
         self.emit({"event": "run", "run": uid, "run_id": run_id, "experiment_id": experiment_id})
 
     def _run_id(self, uid: str, experiment_id: str | None = None) -> str:
-        if uid in self.superseded:
-            raise _Permanent(f"a later attempt of trial run {uid} has its run")
         if uid in self.ids:
             return self.ids[uid][0]
         experiment_id = experiment_id or (self._experiment_id(self.experiment) if self.experiment else None)
@@ -366,8 +339,3 @@ class Sender(Reconciler):
 
 class _Offline(Exception):
     """The store did not answer: spool and retry later."""
-
-
-def _earlier_attempt(run: Any, op: Mapping[str, Any]) -> bool:
-    """``run`` (found by the UID ``op`` creates) was left RUNNING by an attempt that began before this one."""
-    return run.info.status == "RUNNING" and int(run.info.start_time or 0) < int(op.get("time") or 0)

@@ -141,13 +141,14 @@ def check_cluster(
             f"resources_per_trial={dict(resources)} fits on no node of this Ray cluster (nodes have: "
             f"{have or 'none alive'}). Ask for less per trial, or add nodes that have it."
         )
-    remote = len(nodes) > 1 or client
-    if tracked and remote and is_local_uri(tracking_uri):
+    # only the driver writes MLflow: a local store serves every node, except under Ray Client, whose
+    # Tune driver (and with it the tracker) runs on the cluster's head
+    if tracked and client and is_local_uri(tracking_uri):
         raise ConfigError(
-            f"tracking store {tracking_uri or '(MLflow default: ./mlflow.db)'} is a local file, which Ray "
-            f"workers on other machines cannot write ({len(nodes)} nodes"
-            f"{', Ray Client' if client else ''}). Run an MLflow server all nodes can reach and pass "
-            "tracking='http://HOST:5000' (see docker/README.md), or tracking=False."
+            f"tracking store {tracking_uri or '(MLflow default: ./mlflow.db)'} is a local file, but with a "
+            "ray:// address the Tune driver, which writes MLflow, runs on the cluster's head. Run an MLflow "
+            "server the head can reach and pass tracking='http://HOST:5000' (see docker/README.md), "
+            "tracking=False, or submit the study with `regtuner submit` so it runs on the head."
         )
     if client and storage.startswith("sqlite:"):
         raise ConfigError(

@@ -169,10 +169,9 @@ class RayExecutor(Executor):
     ) -> tuple[Any, Any, Any]:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-        from ray.tune.trainable.function_trainable import wrap_function
 
         from tuner.executors.ray.search import AbortStopper, ErrorCallback, StudySearch, TrialSink
-        from tuner.executors.ray.worker import TIME_ATTR, metric_names, patient_trainable, trial_function
+        from tuner.executors.ray.worker import TIME_ATTR, metric_names, trial_function
 
         objective = job.ctx.objective
         sink = TrialSink(job)
@@ -196,17 +195,12 @@ class RayExecutor(Executor):
             )
         else:
             scheduler = FIFOScheduler()
-        trainable = patient_trainable(
-            wrap_function(
-                tune.with_parameters(
-                    trial_function,
-                    ctx=job.ctx,
-                    tracker=job.tracker,
-                    cpus=self.resources["cpu"],
-                    gpus=self.resources["gpu"],
-                    trial_timeout=job.trial_timeout,
-                )
-            )
+        trainable = tune.with_parameters(
+            trial_function,
+            ctx=job.ctx,
+            cpus=self.resources["cpu"],
+            gpus=self.resources["gpu"],
+            trial_timeout=job.trial_timeout,
         )
         resources = {k: v for k, v in self.resources.items() if v > 0 or k == "cpu"}
         tuner = tune.Tuner(

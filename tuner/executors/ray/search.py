@@ -38,6 +38,7 @@ from tuner.study.storage import ATTR, record_attrs, record_from_trial
 if TYPE_CHECKING:
     from tuner.executors.base import StudyJob
     from tuner.space.searchspace import SearchSpace
+    from tuner.tracking.base import Tracker
     from tuner.trial.objectives import Objective
 
 __all__ = ["StudySearch", "TrialSink", "ErrorCallback", "AbortStopper"]
@@ -48,25 +49,29 @@ _NOT_STARTED = "not started: the study stopped (time budget or abort) before thi
 
 
 class TrialSink:
-    """Where the driver sends each finished trial: progress display, failure policy, tracking.
+    """Where the driver sends each epoch and finished trial: tracking, progress display, failure policy.
 
-    Lives in the driver only. Ray Tune pickles its configuration (searcher and stopper included)
-    into the experiment folder; a pickled sink is inert.
+    The driver is the only writer of MLflow: workers report epochs and records through Tune, and the
+    sink hands them to the study's tracker. Ray Tune pickles its configuration (searcher and stopper
+    included); a pickled sink keeps only the tracker (under Ray Client, Tune's driver runs on the head
+    and tracks from there), without progress display or failure policy.
     """
 
-    def __init__(self, job: StudyJob) -> None:
-        self.job: StudyJob | None = job
+    def __init__(self, job: StudyJob | None, tracker: Tracker | None = None) -> None:
+        self.job = job
+        self.tracker = job.tracker if job is not None else tracker
         self.aborted: StudyAborted | None = None
+        self._open: set[int] = set()  # trials whose run is open
 
-    def deliver(self, record: TrialRecord, *, track: bool) -> None:
-        """``track``: the worker could not write the trial's run itself (it died), so write it here."""
-        job = self.job
+    def deliver(self, record: TrialRecord) -> None:
         if record.state == "failed":
             log.warning("trial %d failed: %s", record.number, record.error)
+        if self.tracker is not None:
+            self._open.discard(record.number)
+            self.tracker.trial_finished(record)
+        job = self.job
         if job is None:
             return
-        if track:  # the dead worker's run may exist (RUNNING, some epochs): finish that one, make no other
-            job.tracker.restore_trials([record])
         if job.on_trial is not None:
             job.on_trial(record)
         if self.aborted is None:
@@ -75,15 +80,20 @@ class TrialSink:
             except StudyAborted as exc:
                 self.aborted = exc
 
-    def epoch_done(self, number: int, epoch: int) -> None:
+    def epoch_done(self, number: int, epoch: int, metrics: dict[str, float], params: dict[str, Any]) -> None:
+        if self.tracker is not None:
+            if number not in self._open:
+                self._open.add(number)
+                self.tracker.trial_started(number, params)
+            self.tracker.epoch_logged(number, epoch, metrics)
         if self.job is not None and self.job.on_epoch is not None:
             self.job.on_epoch(number, epoch)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {}
+        return {"tracker": self.tracker}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.job, self.aborted = None, None
+        self.__init__(None, state.get("tracker"))  # type: ignore[misc]
 
 
 class StudySearch(OptunaSearch):
@@ -150,7 +160,8 @@ class StudySearch(OptunaSearch):
         reported = self._reported.setdefault(trial_id, set())
         if epoch is not None and epoch not in reported:  # a retried trial reports its epochs again
             reported.add(epoch)
-            self._sink.epoch_done(self._numbers[trial_id], epoch)
+            metrics = self._epochs[trial_id][epoch]
+            self._sink.epoch_done(self._numbers[trial_id], epoch, metrics, self._params.get(trial_id, {}))
             # Optuna's intermediate values at 0-based epochs, as the local executor reports them
             super().on_trial_result(trial_id, {**result, "training_iteration": epoch})
 
@@ -187,18 +198,17 @@ class StudySearch(OptunaSearch):
             return
         data = (result or {}).get(RECORD_KEY) or self._records.get(trial_id)
         if data is not None:
-            self._finish(trial_id, self._from_json(trial_id, data), track=False)
+            self._finish(trial_id, self._from_json(trial_id, data))
         elif trial_id in self._epochs:
-            self._finish(trial_id, self._partial(trial_id, "pruned", None), track=False)
+            self._finish(trial_id, self._partial(trial_id, "pruned", None))
         else:
-            record = self._partial(trial_id, "failed", _NOT_STARTED)
-            self._finish(trial_id, record, track=False, unstarted=True)
+            self._finish(trial_id, self._partial(trial_id, "failed", _NOT_STARTED), unstarted=True)
 
     def fail(self, trial_id: str, error: str) -> None:
         """A trial whose worker died (after the retries ``max_failures`` allows)."""
         if trial_id in self._failing:
             self._failing.discard(trial_id)
-            self._finish(trial_id, self._partial(trial_id, "failed", error), track=True)
+            self._finish(trial_id, self._partial(trial_id, "failed", error))
 
     def flush(self) -> None:
         """After the experiment: finish what Tune left open. Trials still waiting for their error
@@ -253,7 +263,7 @@ class StudySearch(OptunaSearch):
     def _trial_id(self, number: int) -> int:
         return self._rdb.get_trial_id_from_study_id_trial_number(self._study_id, number)
 
-    def _finish(self, trial_id: str, record: TrialRecord, *, track: bool, unstarted: bool = False) -> None:
+    def _finish(self, trial_id: str, record: TrialRecord, *, unstarted: bool = False) -> None:
         storage_id = self._trial_id(record.number)
         self._rdb.set_trial_user_attr(storage_id, ATTR, record_attrs(record))
         if unstarted:  # does not count against the budget, like a trial a killed process left behind
@@ -274,7 +284,7 @@ class StudySearch(OptunaSearch):
         for store in stores:
             store.pop(trial_id, None)
         if not unstarted:
-            self._sink.deliver(record, track=track)
+            self._sink.deliver(record)
 
 
 class ErrorCallback(Callback):

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,6 @@ from tuner.trial.runner import TrialContext
 
 if TYPE_CHECKING:
     from tuner.records import Injection, TrialRecord
-    from tuner.tracking.base import Tracker
     from tuner.trial.objectives import Objective
 
 __all__ = [
@@ -49,8 +47,6 @@ FRAMEWORK_KEY = "regtuner_framework"  # in an epoch result: the model's framewor
 INJECTED_KEY = "regtuner_injected"  # in the first epoch's result: what the adapter did, as JSON
 RECORD_KEY = "regtuner_record"  # in the last result: the whole record, as JSON
 TIME_ATTR = "epochs_done"  # ASHA's time axis; absent from the record result, so ASHA ignores it
-FLUSH_TIMEOUT = 30.0  # longest wait, at a trial's end, for its tracking to be sent
-STOP_WAIT = 45.0  # longest wait, when Ray stops a trial's actor, for the trial's tracking
 
 
 def metric_names(objective: Objective) -> list[str]:
@@ -74,8 +70,6 @@ def worker_env(cpus: float, gpus: float) -> dict[str, str]:
         "TF_NUM_INTEROP_THREADS": threads,
         "OMP_NUM_THREADS": threads,
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        # a reused actor waits this long for the previous trial's thread (its tracking) to end
-        "TUNE_FUNCTION_THREAD_TIMEOUT_S": str(int(STOP_WAIT)),
     }
     if gpus <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves it unset for zero-GPU actors on some versions
@@ -208,51 +202,16 @@ def _json_default(value: Any) -> Any:
         return str(value)
 
 
-_TRACKERS: dict[tuple[Any, ...], Tracker] = {}
-_idle = threading.Event()  # set while no trial of this process is between its end and its tracking
-_idle.set()
-
-
-def _wait_for_tracking() -> None:
-    _idle.wait(STOP_WAIT)
-
-
-def patient_trainable(base: type) -> type:
-    """``base`` (Tune's wrapper class of the trial function) with a ``cleanup`` that waits for the
-    stopped trial's tracking.
-
-    ASHA stops a trial by ending its ``tune.report`` call from ``cleanup``; the trial's thread still
-    writes its record to the tracker afterwards. Without the wait, an actor Ray ends right away (the
-    study's last trials) would lose that record.
-    """
-
-    class PatientTrainable(base):  # type: ignore[misc, valid-type]
-        def cleanup(self) -> None:
-            try:
-                super().cleanup()
-            finally:
-                _wait_for_tracking()
-
-    PatientTrainable.__name__ = PatientTrainable.__qualname__ = base.__name__
-    return PatientTrainable
-
-
-def _process_tracker(tracker: Tracker) -> Tracker:
-    """One tracker per worker process and study: a reused actor keeps its tracking connection."""
-    key = (type(tracker).__name__, getattr(tracker, "tracking_uri", None), tracker.run_id)
-    return _TRACKERS.setdefault(key, tracker)
-
-
 def trial_function(
     config: dict[str, Any],
     *,
     ctx: TrialContext,
-    tracker: Tracker,
     cpus: float,
     gpus: float,
     trial_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """One trial in a Ray actor: run it, track it (child run under the study's parent), report it.
+    """One trial in a Ray actor: run it and report each epoch and the record to the driver, which alone
+    writes the storage and MLflow.
 
     Tune runs it in a thread of the actor, so ``trial_timeout`` is checked at the epoch and batch
     hooks only (no ``SIGALRM`` outside the main thread; see :mod:`tuner.trial.timeouts`).
@@ -265,26 +224,14 @@ def trial_function(
     seen: dict[str, Any] = {}
     trial_ctx = replace(ctx, build_model=capped_builder(ctx.build_model, memory_fraction(gpus), seen))
     reporter = RayReporter(ctx.objective, number, tune.report, seen)
-    tracker = _process_tracker(tracker)
-    tracker.trial_started(number, params)
-
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        tracker.epoch_logged(number, epoch, metrics)
-        reporter.epoch_metrics(epoch, metrics)
 
     def on_injected(injected: list[Injection]) -> None:
         seen["injected"] = json.dumps([[i.knob, i.applied, i.detail] for i in injected])
 
-    _idle.clear()
-    try:
-        record = run_trial(
-            trial_ctx, number, params, reporter=reporter, on_epoch=on_epoch, trial_timeout=trial_timeout,
-            on_injected=on_injected,
-        ).record  # fmt: skip
-        tracker.trial_finished(record)
-        tracker.flush(timeout=FLUSH_TIMEOUT)  # the trial's run is in the store before Tune hears it ended
-    finally:
-        _idle.set()
+    record = run_trial(
+        trial_ctx, number, params, reporter=reporter, on_epoch=reporter.epoch_metrics,
+        trial_timeout=trial_timeout, on_injected=on_injected,
+    ).record  # fmt: skip
     if reporter.stopped:
         raise SystemExit(0)  # Ray's own way out of a stopped trial's thread
     return final_result(record, reporter.names)

@@ -196,6 +196,14 @@ def test_a_study_of_fewer_than_ten_trials_is_not_pruned():
     assert _pruned_at(_pruner_study([good] * 3, n_trials=10), [2.0] * 10) == 2
 
 
+def test_epochs_are_written_to_the_storage_only_where_a_pruner_reads_them():
+    """Each epoch's report is a storage write; a study too small to prune makes none."""
+    small = run(study_name="small", n_trials=3, max_epochs=4)
+    assert all(not t.intermediate_values for t in small.study.trials)
+    large = run(study_name="large", n_trials=10, max_epochs=4)
+    assert any(t.intermediate_values for t in large.study.trials)
+
+
 def test_pruner_needs_three_trials_at_an_epoch_not_the_best_one_alone():
     """Early stopping leaves late epochs to the best trial: a median of one would prune near-best trials."""
     best = [1.0 - 0.05 * e for e in range(10)]

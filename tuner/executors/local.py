@@ -60,6 +60,8 @@ class LocalExecutor(Executor):
         remaining = job.n_trials - done
         if remaining <= 0:
             return study
+        # each report is a storage write per epoch; only a pruner reads them
+        prune = not job.ctx.objective.is_multi and not isinstance(study.pruner, optuna.pruners.NopPruner)
 
         def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
             params = job.space.sample(trial)
@@ -68,7 +70,7 @@ class LocalExecutor(Executor):
                 job.ctx,
                 trial.number,
                 params,
-                reporter=_OptunaReporter(trial, prune=not job.ctx.objective.is_multi),
+                reporter=_OptunaReporter(trial, prune=prune),
                 on_epoch=lambda epoch, m: _epoch_done(job, trial.number, epoch, m),
                 trial_timeout=job.trial_timeout,  # a hard stop here: trials run in the main thread
             )

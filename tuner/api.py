@@ -8,7 +8,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from tuner import __version__
 from tuner.adapters.base import FitSettings, adapter_for
@@ -43,6 +43,8 @@ log = logging.getLogger("tuner")
 
 #: data-shaped settings, checked with the others before the data is split
 DATA_SETTINGS = ("task", "validation_split", "test", "cv")
+AUTO_MAX_EPOCHS = 200  # max_epochs="auto": the cap; early stopping ends trials well before it
+AUTO_PATIENCE = 10  # its early-stopping patience where the space sets none
 
 
 def tune(
@@ -54,7 +56,7 @@ def tune(
     n_trials: int = 20,
     timeout: float | None = None,
     trial_timeout: float | None = None,
-    max_epochs: int = 50,
+    max_epochs: int | Literal["auto"] = 50,
     validation_split: float = 0.2,
     cv: int | None = None,
     groups: Any = None,
@@ -83,6 +85,8 @@ def tune(
     :class:`~tuner.executors.Executor` such as ``RayExecutor(resources_per_trial={"gpu": 0.5})``.
     ``storage`` is the Optuna RDB URL or SQLite path of the study (default ``./.regtuner/studies.db``).
     ``device`` is torch's training device ("cpu", "cuda", "cuda:1"; None: CUDA when present).
+    ``max_epochs="auto"`` trains each trial until early stopping ends it (at most
+    :data:`AUTO_MAX_EPOCHS`), with the schedules that need no last epoch.
     Settings are checked (:mod:`tuner.config`) before any data is split or model built.
     """
     args = dict(locals())
@@ -95,6 +99,9 @@ def tune(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
     )
     search_space = resolve(space).for_task(prepared.task)
+    if max_epochs == "auto":
+        search_space = search_space.for_open_budget(AUTO_PATIENCE)
+        args["max_epochs"] = max_epochs = AUTO_MAX_EPOCHS
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)

@@ -27,6 +27,10 @@ def _int_from(low: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
+def _epochs(v: Any) -> bool:
+    return v == "auto" or _int_from(1)(v)
+
+
 def _seconds(v: Any) -> bool:
     number = isinstance(v, (int, float)) and not isinstance(v, bool)
     return v is None or (number and 0 < v < math.inf)
@@ -68,7 +72,11 @@ _TIMEOUT_HINT = " Pass e.g. trial_timeout=600 to stop any single trial after 10 
 #: every setting of ``tune()`` that does not depend on the data, in the order they are checked
 SETTINGS: dict[str, Setting] = {
     "n_trials": Setting(_int_from(1), "{name} must be a positive int"),
-    "max_epochs": Setting(_int_from(1), "{name} must be a positive int"),
+    "max_epochs": Setting(
+        _epochs,
+        "{name} must be a positive int or 'auto'",
+        " 'auto' trains each trial until early stopping ends it, up to 200 epochs.",
+    ),
     "timeout": Setting(_seconds, "{name} must be None (no limit) or seconds > 0"),
     "seed": Setting(_int_from(0), "{name} must be an int >= 0"),
     "progress": Setting(lambda v: v in (True, False, "always"), "{name} must be True, False or 'always'"),

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> dict[str, Any]:
     run.add_argument("--check", action="store_true", help="check the spec and its imports, run nothing")
     run.add_argument("--resume", action="store_true", help="continue the spec's study (same study_name)")
     run.add_argument("--n-trials", type=int, default=None, help="override the spec's budget.n_trials")
-    run.add_argument("--max-epochs", type=int, default=None, help="override the spec's budget.max_epochs")
+    run.add_argument(
+        "--max-epochs", type=_epochs, default=None, help="override the spec's budget.max_epochs (N or auto)"
+    )
     run.add_argument("--tracking-uri", default=None, help="override the spec's tracking (an MLflow URI)")
 
     _job_commands(subparsers, listing="jobs")  # the flat commands: regtuner submit | status | ...
@@ -135,6 +137,14 @@ def _run(args: argparse.Namespace) -> int:
     if result.mlflow_run_id:
         print(f"MLflow study run: {result.mlflow_run_id}")
     return 0
+
+
+def _epochs(text: str) -> int | str:
+    """``--max-epochs``: a number, or ``auto`` (checked with the other settings)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -19,7 +19,14 @@ from tuner.errors import ConfigError
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["KNOBS", "Knob", "AUGMENTATION_OPS", "AUGMENTATIONS_BY_INPUT", "parse_policy"]
+__all__ = [
+    "KNOBS",
+    "Knob",
+    "AUGMENTATION_OPS",
+    "AUGMENTATIONS_BY_INPUT",
+    "OPEN_ENDED_SCHEDULES",
+    "parse_policy",
+]
 
 AUGMENTATION_OPS: tuple[str, ...] = (
     "none", "noise", "mixup", "flip", "translate", "rotate", "zoom", "contrast", "cutout", "shift", "mask",
@@ -141,6 +148,9 @@ class Knob:
 def _catalogue(*knobs: Knob) -> Mapping[str, Knob]:
     return MappingProxyType({k.name: k for k in knobs})
 
+
+#: schedules that need no last epoch: the ones an open budget (``max_epochs="auto"``) keeps
+OPEN_ENDED_SCHEDULES: tuple[str, ...] = ("constant", "plateau")
 
 KNOBS: Mapping[str, Knob] = _catalogue(
     Knob("dropout", "float", "rate of the Dropout layers (absent: the model keeps its own)", 0.0, 0.9),

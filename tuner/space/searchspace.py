@@ -21,6 +21,7 @@ from tuner.space.knobs import (
     AUGMENTATION_OPS,
     AUGMENTATIONS_BY_INPUT,
     KNOBS,
+    OPEN_ENDED_SCHEDULES,
     Knob,
     _did_you_mean,
     _Param,
@@ -168,6 +169,29 @@ class SearchSpace:
         notes = [*self._notes, note] if params else self._notes
         start = adapt_starts(self._start, {**knobs, **hps}, notes)
         return self._derived(knobs, hps, start, notes) if params else self
+
+    def for_open_budget(self, patience: int) -> SearchSpace:
+        """This space for ``max_epochs="auto"``: early stopping always on (``patience`` where the space
+        has none), and only the schedules that need no last epoch (``constant``, ``plateau``)."""
+        knobs, notes = dict(self._knobs), list(self._notes)
+        sched = knobs.get("lr_schedule")
+        if sched is not None:
+            kinds = (sched.value,) if sched.type == "fixed" else sched.choices
+            keep = [k for k in kinds if k in OPEN_ENDED_SCHEDULES]
+            if len(keep) < len(kinds):
+                dropped = ", ".join(k for k in kinds if k not in OPEN_ENDED_SCHEDULES)
+                notes.append(f"lr_schedule: dropped {dropped} (max_epochs='auto' has no last epoch)")
+                knobs["lr_schedule"] = (
+                    _Param("lr_schedule", "categorical", choices=tuple(keep))
+                    if len(keep) > 1
+                    else _Param("lr_schedule", "fixed", value=keep[0] if keep else "constant")
+                )
+        stop = knobs.get("patience")
+        if stop is None or (stop.type == "fixed" and not stop.value):
+            knobs["patience"] = _Param("patience", "fixed", value=patience)
+            notes.append(f"patience: {patience} (max_epochs='auto': early stopping ends each trial)")
+        start = adapt_starts(self._start, {**knobs, **self._hps}, notes)
+        return self._derived(knobs, self._hps, start, notes)
 
     def around_learning_rate(self, lr: float, why: str) -> SearchSpace:
         """The searched learning-rate range moved to centre on ``lr`` (log scale, the same width)."""

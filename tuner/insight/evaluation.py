@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuner.errors import StudyAborted
-from tuner.insight.baselines import run_baselines
+from tuner.insight.baselines import Baseline, run_baselines
 from tuner.insight.diagnostics import Evidence, diagnose, duplicate_rows, parameter_importances
 from tuner.insight.refit import Evaluated, bootstrap_se, evaluate, validation_scores
 from tuner.insight.report import write_files
@@ -86,20 +86,18 @@ def finish(
     records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
     chosen, front = _choose(study, _completed(records), obj)
     baselines = run_baselines(ctx, prepared, space) if options.baselines else []
+    better = _better_baseline(chosen, baselines, obj)
+    target = better.record if better is not None and better.record is not None else chosen
+    params = better.params if better is not None else chosen.params
+    notes = [] if better is None else [_baseline_note(better, chosen, obj)]
     ev = evaluate(
-        ctx,
-        chosen.params,
-        chosen.number,
-        prepared.test,
-        repeats=options.repeats,
-        keep_model=True,
-        record=chosen,
+        ctx, params, target.number, prepared.test, repeats=options.repeats, keep_model=True, record=target
     )
     if ev.model is None:
         log.warning("refit of trial %d failed: %s", chosen.number, "; ".join(ev.errors))
     tests = ev.tests
     test_scores, test_std, test_se = _test_summary(ctx, prepared, ev)
-    validation = validation_scores(chosen)
+    validation = validation_scores(target)
     duplicates = {k: int(v) for k, v in prepared.leakage.items()}
     if ctx.folds:
         duplicates["train_duplicates"] = duplicate_rows(prepared.train[0])
@@ -122,10 +120,10 @@ def finish(
         cv=len(ctx.folds) or None,
         max_epochs=ctx.settings.max_epochs,
     )
-    value = chosen.values[0] if not obj.is_multi else tuple(chosen.values)
-    cv = chosen.user_attrs.get(CV_KEY) if chosen.user_attrs else None
+    value = target.values[0] if not obj.is_multi else tuple(chosen.values)
+    cv = target.user_attrs.get(CV_KEY) if target.user_attrs else None
     return Result(
-        best_params=dict(chosen.params),
+        best_params=dict(params),
         best_value=value,
         best_model=ev.model,
         test_scores=test_scores,
@@ -138,7 +136,7 @@ def finish(
         best_trial=chosen.number,
         records=records,
         pareto_front=front,
-        notes=list(prepared.notes) + list(getattr(space, "notes", []) or []) + list(options.notes),
+        notes=[*prepared.notes, *(getattr(space, "notes", []) or []), *options.notes, *notes],
         baselines=baselines,
         diagnosis=diagnose(evidence),
         importances=importances,
@@ -147,6 +145,36 @@ def finish(
         test_repeats=list(tests),
         cv=dict(cv) if cv else None,
         lr_range=options.lr_range,
+        chosen=better.name if better is not None else "trial",
+    )
+
+
+def _better_baseline(chosen: TrialRecord, baselines: list[Baseline], obj: Objective) -> Baseline | None:
+    """A neural baseline the study trained anyway (untuned, textbook) whose validation objective beats
+    the chosen trial's: it is what the study returns, so it never returns less than it trained.
+
+    Selected on validation only (the test part is scored once, for what is returned). Measured on the
+    wide benchmark (benchmarks/README.md): at or above the untuned model on 81 % of splits instead of
+    68 %, the textbook recipe 87 % instead of 79 %, Optuna's plain loop 74 % instead of 69 %."""
+    if obj.is_multi or not chosen.values:
+        return None
+    best, out = chosen.values[0], None
+    for baseline in baselines:
+        record = baseline.record
+        if baseline.name not in ("untuned", "textbook") or not baseline.ok or record is None:
+            continue
+        if record.state == "complete" and record.values and obj.improves(record.values[0], best):
+            best, out = record.values[0], baseline
+    return out
+
+
+def _baseline_note(baseline: Baseline, chosen: TrialRecord, obj: Objective) -> str:
+    what = "your model as build_model gives it" if baseline.name == "untuned" else "the textbook recipe"
+    value = baseline.record.values[0] if baseline.record and baseline.record.values else float("nan")
+    return (
+        f"Returned: the {baseline.name} baseline ({what}). Its {obj.primary} {value:.4g} beat the best "
+        f"searched trial's ({chosen.values[0]:.4g}, trial #{chosen.number}) on validation; the test part "
+        "scored it once. best_params are its settings."
     )
 
 

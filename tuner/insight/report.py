@@ -65,12 +65,12 @@ def _baselines_blocks(result: Result) -> list[Block]:
     header = ["model", "val loss", f"val {m}", "test loss", f"test {m}", "how"]
     rows = [
         [
-            "tuned (chosen)",
+            "tuned (chosen)" if result.chosen == "trial" else f"{result.chosen} (chosen)",
             _fmt(result.validation_scores.get("loss")),
             _fmt(result.validation_scores.get(m)),
             _fmt(result.test_scores.get("loss")),
             _fmt(result.test_scores.get(m)),
-            f"trial #{result.best_trial}",
+            f"trial #{result.best_trial}" if result.chosen == "trial" else "beat every trial on validation",
         ]
     ]
     for b in result.baselines:
@@ -123,7 +123,7 @@ def _document(result: Result, plots: dict[str, Path] | None = None) -> list[Bloc
             f"{c['failed']} failed). "
             f"Task: {result.task.kind}; objective: {obj}; {_protocol(result)}.",
         ),
-        ("h", f"Chosen configuration: trial #{result.best_trial}"),
+        ("h", _chosen_heading(result)),
         ("table", ["setting", "value"], [[k, _fmt(v)] for k, v in sorted(result.best_params.items())]),
         ("h", "Validation vs test"),
         _scores_table(result),
@@ -362,3 +362,10 @@ def render_markdown_with(result: Result, plots: dict[str, Path]) -> str:
 def _captions(plots: dict[str, Path]) -> list[tuple[str, str]]:
 
     return [(n, PLOT_TITLES.get(n, n)) for n in PLOT_TITLES if n in plots]
+
+
+def _chosen_heading(result: Result) -> str:
+    if result.chosen == "trial":
+        return f"Chosen configuration: trial #{result.best_trial}"
+    trial = f"trial #{result.best_trial}"
+    return f"Chosen configuration: the {result.chosen} baseline (better on validation than {trial})"

@@ -76,6 +76,9 @@ class Result:
     test_repeats: list[dict[str, float]] = field(default_factory=list, repr=False)
     cv: dict[str, Any] | None = None  # the chosen trial's fold summary (cv=k)
     lr_range: Any = None  # LRRangeResult when tune(lr_range=True) ran one
+    # what best_params and best_model are: "trial" (trial best_trial), or a neural baseline the study
+    # trained anyway ("untuned", "textbook") that beat every trial on validation
+    chosen: str = "trial"
 
     @property
     def study_name(self) -> str:

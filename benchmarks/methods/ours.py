@@ -67,8 +67,13 @@ def _tune(
     name: str,
     space: Any,
     keep: dict[str, Any] | None = None,
+    baselines: bool = False,
 ) -> Row:
-    """One study; ``keep``, when given, receives the chosen (refit) model under ``"model"``."""
+    """One study; ``keep``, when given, receives the chosen (refit) model under ``"model"``.
+
+    ``baselines=True`` is the product's default: the untuned model and the textbook recipe are
+    trained too and returned when one beats every trial on validation; their epochs count, and their
+    seconds are reported apart (``extra["baselines_s"]``)."""
     from tuner import tune
 
     with tempfile.TemporaryDirectory(prefix="regtuner-bench-") as tmp:
@@ -79,7 +84,7 @@ def _tune(
             space=space,
             n_trials=budget.n_trials,
             max_epochs=budget.max_epochs,
-            baselines=False,
+            baselines=baselines,
             tracking=False,
             progress=False,
             seed=seed,
@@ -90,7 +95,9 @@ def _tune(
     if keep is not None:
         keep["model"] = result.best_model
     chosen = next(r for r in result.records if r.number == result.best_trial)
-    epochs = sum(r.epochs_run for r in result.records) + chosen.epochs_run  # + the final refit
+    refit = next((b.record for b in result.baselines if b.name == result.chosen), None) or chosen
+    epochs = sum(r.epochs_run for r in result.records) + refit.epochs_run  # + the final refit
+    epochs += sum(b.record.epochs_run for b in result.baselines if b.record is not None)
     return Row(
         task=split.task,
         method=name,
@@ -107,6 +114,8 @@ def _tune(
             "counts": result.counts,
             "test_loss": result.test_scores.get("loss"),
             "val_loss": result.validation_scores.get("loss"),
+            "chosen": result.chosen,
+            "baselines_s": sum(b.duration for b in result.baselines),
         },
     )
 
@@ -121,7 +130,7 @@ def regtuner_zero_arg(
 ) -> Row:
     """``tune(build_model, data)`` with the user's plain zero-argument builder (injection)."""
     b = zero_arg_builder(split, framework)
-    return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split), keep)
+    return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split), keep, baselines=True)
 
 
 def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
@@ -159,6 +168,25 @@ def _no_pruner(max_epochs: int, multi: bool, n_trials: int) -> Any:
     import optuna
 
     return optuna.pruners.NopPruner()
+
+
+def regtuner_patient(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: the median pruner wrapped in Optuna's ``PatientPruner`` (prune only a trial that has
+    not improved for the warm-up's number of epochs): a slow learner that still improves is kept."""
+    import optuna
+
+    from tuner.study.search import prunes, warmup_epochs
+
+    def pruner(max_epochs: int, multi: bool, n_trials: int) -> optuna.pruners.BasePruner:
+        if not prunes(n_trials, multi):
+            return optuna.pruners.NopPruner()
+        warmup = warmup_epochs(max_epochs)
+        median = optuna.pruners.MedianPruner(
+            n_startup_trials=3, n_warmup_steps=warmup, interval_steps=1, n_min_trials=3
+        )
+        return optuna.pruners.PatientPruner(median, patience=warmup)
+
+    return _variant(split, budget, seed, framework, "regtuner_patient", make_pruner=pruner)
 
 
 def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:
@@ -297,7 +325,7 @@ def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str
         epochs_trained=ev.record.epochs_run if ev.record else 0,
         trials=1,
         error="; ".join(ev.errors) or None,
-        extra={"params": params},
+        extra={"params": params, "val_loss": ev.validation.get("loss"), "test_loss": test.get("loss")},
     )
 
 

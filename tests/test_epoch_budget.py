@@ -64,3 +64,12 @@ def test_max_epochs_takes_a_number_or_auto(value):
 def test_max_epochs_refuses_anything_else_and_names_auto(value):
     with pytest.raises(ConfigError, match="positive int or 'auto'"):
         check_settings({"max_epochs": value})
+
+
+def test_a_slow_learner_study_is_not_mostly_pruned_and_never_within_the_warm_up():
+    from tuner.study.search import warmup_epochs
+
+    result = slow_study(n_trials=20, max_epochs=30)
+    pruned = [r for r in result.records if r.state == "pruned"]
+    assert len(pruned) < len(result.records) / 2, [(r.number, r.epochs_run) for r in pruned]
+    assert all(r.epochs_run > warmup_epochs(30) for r in pruned)

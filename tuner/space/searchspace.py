@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,17 +130,7 @@ class SearchSpace:
         def fits(policy: str) -> bool:
             return set(parse_policy(policy)) <= allowed
 
-        aug = knobs.get("augmentation")
-        policies = () if aug is None else (aug.value,) if aug.type == "fixed" else aug.choices
-        keep = [c for c in policies if fits(c)]
-        if len(keep) < len(policies):
-            dropped = ", ".join(c for c in policies if not fits(c))
-            notes.append(f"augmentation: dropped {dropped} (not for {task.input_kind} inputs)")
-            knobs["augmentation"] = (
-                _Param("augmentation", "categorical", choices=tuple(keep))
-                if len(keep) > 1
-                else _Param("augmentation", "fixed", value=keep[0] if keep else "none")
-            )
+        if _narrow(knobs, "augmentation", fits, "none", f"not for {task.input_kind} inputs", notes):
             strength = knobs.get("augment_strength")
             if knobs["augmentation"].spec() == "none" and strength is not None and strength.type != "fixed":
                 del knobs["augment_strength"]
@@ -174,18 +164,8 @@ class SearchSpace:
         """This space for ``max_epochs="auto"``: early stopping always on (``patience`` where the space
         has none), and only the schedules that need no last epoch (``constant``, ``plateau``)."""
         knobs, notes = dict(self._knobs), list(self._notes)
-        sched = knobs.get("lr_schedule")
-        if sched is not None:
-            kinds = (sched.value,) if sched.type == "fixed" else sched.choices
-            keep = [k for k in kinds if k in OPEN_ENDED_SCHEDULES]
-            if len(keep) < len(kinds):
-                dropped = ", ".join(k for k in kinds if k not in OPEN_ENDED_SCHEDULES)
-                notes.append(f"lr_schedule: dropped {dropped} (max_epochs='auto' has no last epoch)")
-                knobs["lr_schedule"] = (
-                    _Param("lr_schedule", "categorical", choices=tuple(keep))
-                    if len(keep) > 1
-                    else _Param("lr_schedule", "fixed", value=keep[0] if keep else "constant")
-                )
+        why = "max_epochs='auto' has no last epoch"
+        _narrow(knobs, "lr_schedule", OPEN_ENDED_SCHEDULES.__contains__, "constant", why, notes)
         stop = knobs.get("patience")
         if stop is None or (stop.type == "fixed" and not stop.value):
             knobs["patience"] = _Param("patience", "fixed", value=patience)
@@ -244,6 +224,30 @@ class SearchSpace:
     def __repr__(self) -> str:
         searched = ", ".join(p.name for p in self._searched)
         return f"SearchSpace({self._name!r}, searched=[{searched}], fixed={self.fixed})"
+
+
+def _narrow(
+    knobs: dict[str, _Param],
+    name: str,
+    fits: Callable[[Any], bool],
+    fallback: Any,
+    why: str,
+    notes: list[str],
+) -> bool:
+    """Keep only the values of knob ``name`` that ``fits`` (``fallback`` when none is left); True when
+    some were dropped (said in ``notes``)."""
+    p = knobs.get(name)
+    values = () if p is None else (p.value,) if p.type == "fixed" else p.choices
+    keep = [v for v in values if fits(v)]
+    if len(keep) == len(values):
+        return False
+    notes.append(f"{name}: dropped {', '.join(str(v) for v in values if not fits(v))} ({why})")
+    knobs[name] = (
+        _Param(name, "categorical", choices=tuple(keep))
+        if len(keep) > 1
+        else _Param(name, "fixed", value=keep[0] if keep else fallback)
+    )
+    return True
 
 
 def _section(doc: Mapping[Any, Any], key: str) -> Mapping[Any, Any]:

@@ -136,7 +136,7 @@ def test_study_lands_in_mlflow_server_as_parent_and_nested_trials(mlflow_server)
     assert ptags["regtuner.objective"] == "val_loss" and ptags["regtuner.direction"] == "minimize"
     assert ptags["regtuner.fingerprint"] == "abc123" and ptags["regtuner.task"] == "binary"
     assert ptags["regtuner.framework"] == "numpy"  # unknown at start, taken from the first record
-    assert ptags["regtuner.best_trial"] == "0"
+    assert ptags["regtuner.best_trial"] == "0" and ptags["regtuner.chosen"] == "trial"
     pparams = params_of(parent)
     assert pparams["n_trials"] == "3" and pparams["space"] == "quick" and pparams["cv.folds"] == "3"
     assert ptags["best.dropout"] == "0.1" and "best.dropout" not in pparams  # a tag: resume may change it

@@ -267,6 +267,7 @@ def summary_for(result: Result | None, tracker: Tracker) -> Iterator[StudySummar
         report=result.report(),
         extra_metrics=summary_metrics(result),
         baseline_scores=baseline_scores(result),
+        chosen=result.chosen,
     )
     if isinstance(tracker, NullTracker):
         yield StudySummary(**base)

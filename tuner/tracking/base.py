@@ -79,6 +79,7 @@ class StudySummary:
     baseline_scores: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     # artifact path in the study run -> local file or folder, e.g. {"plots/curves.png": "/tmp/x.png"}
     artifacts: Mapping[str, str | os.PathLike[str]] = field(default_factory=dict)
+    chosen: str = "trial"  # what the study returned: the best trial, or the untuned / textbook baseline
 
 
 class Tracker(abc.ABC):

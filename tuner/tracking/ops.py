@@ -193,6 +193,7 @@ def summary_ops(uid: str, summary: StudySummary, spool_directory: str) -> list[d
     tags = {k: cut(v, MAX_TAG_VALUE) for k, v in best.items()}
     if summary.best_trial is not None:
         tags["regtuner.best_trial"] = str(summary.best_trial)
+    tags["regtuner.chosen"] = summary.chosen
     ops: list[dict[str, Any]] = [
         {"op": "log", "run": uid, "metrics": metric_rows(metrics, 0), "params": {}, "tags": tags}
     ]

@@ -45,6 +45,15 @@ def test_max_epochs_auto_trains_until_early_stopping_ends_each_trial():
     assert not any(f.kind == "epoch_budget" for f in result.diagnosis) or max(runs) == 200
 
 
+def test_an_open_budget_lets_early_stopping_end_the_untuned_baseline_too():
+    X, y = blobs(n=400)
+    args = {**QUIET, "baselines": True}
+    model = lambda: NumpyModel(X.shape[1], 3)  # noqa: E731
+    result = tune(model, (X, y), space=SLOW, n_trials=2, max_epochs="auto", **args)
+    untuned = next(b for b in result.baselines if b.name == "untuned")
+    assert untuned.params == {"patience": 10} and untuned.ok
+
+
 def test_an_open_budget_keeps_early_stopping_and_schedules_without_a_last_epoch():
     space = resolve("default").for_open_budget(10)
     assert list(space.distributions["lr_schedule"].choices) == ["constant", "plateau"]

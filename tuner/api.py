@@ -99,9 +99,8 @@ def tune(
         data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
     )
     search_space = resolve(space).for_task(prepared.task)
-    if max_epochs == "auto":
-        search_space = search_space.for_open_budget(AUTO_PATIENCE)
-        args["max_epochs"] = max_epochs = AUTO_MAX_EPOCHS
+    search_space, max_epochs, patience = _epoch_budget(search_space, max_epochs)
+    args["max_epochs"] = max_epochs
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
     settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)
@@ -130,8 +129,16 @@ def tune(
     if resume:  # trial runs a killed process left missing or unfinished, rebuilt from the Optuna storage
         tracker.restore_trials(stored_records(url, name))
     job, bar = _study_job(args, ctx, search_space, name, url, tracker, attrs)
-    evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes))
+    evaluation = EvalOptions(repeats, baselines, lr_test, tuple(lr_notes), untuned_patience=patience)
     return _run(runner, job, prepared, evaluation, framework, bar)
+
+
+def _epoch_budget(space: SearchSpace, max_epochs: int | str) -> tuple[SearchSpace, int, int]:
+    """The space, epochs per trial and the untuned baseline's patience: ``"auto"`` opens the budget
+    (early stopping ends every trial and the untuned baseline, up to :data:`AUTO_MAX_EPOCHS`)."""
+    if max_epochs == "auto":
+        return space.for_open_budget(AUTO_PATIENCE), AUTO_MAX_EPOCHS, AUTO_PATIENCE
+    return space, int(max_epochs), 0
 
 
 def _study_job(

@@ -133,6 +133,13 @@ def regtuner_zero_arg(
     return _tune(split, budget, seed, framework, b, "regtuner", space or _space(split), keep, baselines=True)
 
 
+def regtuner_auto(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """``tune(..., max_epochs="auto")``: each trial trains until early stopping ends it."""
+    b = zero_arg_builder(split, framework)
+    auto = Budget(n_trials=budget.n_trials, max_epochs="auto")  # type: ignore[arg-type]
+    return _tune(split, auto, seed, framework, b, "regtuner_auto", _space(split), baselines=True)
+
+
 def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """``tune(build_model, data)`` with a builder that reads ``hp.dropout``."""
     b = hp_builder(split, framework)

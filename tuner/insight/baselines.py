@@ -88,8 +88,13 @@ def textbook_params(task: TaskInfo) -> dict[str, Any]:
     }
 
 
-def run_baselines(ctx: TrialContext, prepared: PreparedData, space: SearchSpace) -> list[Baseline]:
-    """Fit every baseline on the study's split; a baseline that fails is recorded, never raised."""
+def run_baselines(
+    ctx: TrialContext, prepared: PreparedData, space: SearchSpace, untuned_patience: int = 0
+) -> list[Baseline]:
+    """Fit every baseline on the study's split; a baseline that fails is recorded, never raised.
+
+    ``untuned_patience`` > 0 (an open budget, ``max_epochs="auto"``) lets early stopping end the
+    untuned model, which otherwise runs every epoch of the budget."""
     rows = {"train": len(prepared.train[0]), "test": len(prepared.test[0]) if prepared.test else 0}
     if ctx.folds:
         rows["folds"] = len(ctx.folds)
@@ -101,7 +106,10 @@ def run_baselines(ctx: TrialContext, prepared: PreparedData, space: SearchSpace)
             out.append(_guard(name, rows, lambda fn=fn: fn(ctx, prepared)))
     hps = _user_hyperparameters(space)
     nn = {
-        "untuned": dict(hps) if takes_hp(ctx.build_model) else {},
+        "untuned": {
+            **(hps if takes_hp(ctx.build_model) else {}),
+            **({"patience": untuned_patience} if untuned_patience else {}),
+        },
         "textbook": {**textbook_params(prepared.task), **hps},
     }
     for name, params in nn.items():

@@ -53,6 +53,7 @@ class EvalOptions:
     baselines: bool = True
     lr_range: Any = None  # tuner.insight.lr_range.LRRangeResult when tune(lr_range=True) ran one
     notes: tuple[str, ...] = ()  # more notes for the report (e.g. what the LR range test changed)
+    untuned_patience: int = 0  # max_epochs="auto": early stopping ends the untuned baseline too
 
 
 def _choose(study: optuna.Study, complete: list[TrialRecord], obj: Objective) -> tuple[TrialRecord, Any]:
@@ -85,7 +86,7 @@ def finish(
     options = options or EvalOptions()
     records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
     chosen, front = _choose(study, _completed(records), obj)
-    baselines = run_baselines(ctx, prepared, space) if options.baselines else []
+    baselines = run_baselines(ctx, prepared, space, options.untuned_patience) if options.baselines else []
     better = _better_baseline(chosen, baselines, obj)
     target = better.record if better is not None and better.record is not None else chosen
     params = better.params if better is not None else chosen.params

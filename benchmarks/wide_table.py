@@ -137,6 +137,15 @@ def timing(rows: list[dict]) -> str:
             wall = statistics.median(r["wall_s"] for r in mine)
             epochs = statistics.median(r["epochs_trained"] for r in mine)
             lines.append(f"| {m} | {wall:.1f} | {epochs:.0f} | {len(mine)} |")
+    ours = [
+        r["extra"]["baselines_s"]
+        for r in _ok(rows)
+        if r["method"] == OURS and "baselines_s" in r.get("extra", {})
+    ]
+    if ours:
+        lines.append(
+            f"| of which `{OURS}`'s baselines (trained as candidates) | {statistics.median(ours):.1f} | | |"
+        )
     ratios = []
     for split in _by_split(rows).values():
         if OURS in split and "optuna_tpe" in split:
@@ -146,7 +155,8 @@ def timing(rows: list[dict]) -> str:
             ratios.append(per_ours / per_peer)
     if ratios:
         lines.append("")
-        lines.append(f"Wall time per epoch, `{OURS}` / `optuna_tpe` on the same split: median "
+        note = " (its baselines included)" if ours else ""
+        lines.append(f"Wall time per epoch, `{OURS}`{note} / `optuna_tpe` on the same split: median "
                      f"**{statistics.median(ratios):.2f}×** over {len(ratios)} splits "
                      f"(quartiles {_quartiles(ratios)}).")  # fmt: skip
     return "\n".join(lines)

@@ -171,6 +171,8 @@ def test_regtuner_run_overrides_the_budget_and_refuses_an_existing_study_before_
     assert "--n-trials must be a positive int" in capsys.readouterr().err
     assert main(["run", str(spec), "--tracking-uri", "localhost:5000"]) == 2
     assert "http://localhost:5000" in capsys.readouterr().err
+    assert main(["run", str(spec), "--max-epochs", "soon"]) == 2
+    assert "--max-epochs must be a positive int or 'auto'" in capsys.readouterr().err
     assert main(["run", str(spec), "--n-trials", "2", "--max-epochs", "2"]) == 0
     assert loads.read_text() == "x"
     import optuna
@@ -179,7 +181,9 @@ def test_regtuner_run_overrides_the_budget_and_refuses_an_existing_study_before_
         study_name="overridden", storage=f"sqlite:///{tmp_path / '.regtuner' / 'studies.db'}"
     )
     assert len(study.trials) == 2
-    assert max(len(t.intermediate_values) for t in study.trials) <= 2
+    from tuner.study.storage import record_from_trial
+
+    assert max(record_from_trial(t).epochs_run for t in study.trials) <= 2
     capsys.readouterr()
     assert main(["run", str(spec)]) == 2  # the study exists: refused before the data loads again
     err = capsys.readouterr().err

@@ -17,7 +17,6 @@ import pytest
 from tests.fakes import NumpyModel, blobs
 from tests.test_ray_executor import NUMPY_SPACE, QUIET, _register_fake
 from tuner import RayExecutor, tune
-from tuner.errors import ConfigError
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("numpy_adapter")]  # numpy_adapter: conftest.py
 
@@ -50,10 +49,22 @@ def slow_model(hp, log: str | None = None, slow_node: str | None = None):
     return NumpyModel(5, 3, sleep=sleep)
 
 
-def test_a_local_tracking_store_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
-    with pytest.raises(ConfigError, match="cannot write.*MLflow server"):
-        tune(slow_model, blobs(n=300), space=NUMPY_SPACE, n_trials=2, max_epochs=2, executor="ray",
-             tracking=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=False, baselines=False)  # fmt: skip
+@pytest.mark.mlflow
+def test_a_local_tracking_store_serves_a_multi_node_cluster_through_its_one_writer(cluster, tmp_path):
+    """Workers on both nodes never write MLflow: the driver logs every trial from what Tune reports, so
+    a store only the driver's machine has holds every trial, once, nested under the study run."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = tune(slow_model, blobs(n=300), space=NUMPY_SPACE, n_trials=3, max_epochs=3, executor="ray",
+                  tracking=uri, experiment="two-nodes", progress=False, baselines=False)  # fmt: skip
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("two-nodes").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.`regtuner.role` = 'trial'")
+    assert sorted(int(r.data.tags["regtuner.trial"]) for r in runs) == [r.number for r in result.records]
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])

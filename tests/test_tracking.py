@@ -211,7 +211,7 @@ def test_default_store_from_env_and_a_pickled_tracker(tmp_path, monkeypatch):
     tracker.start_study(study_info("study-c", "exp-env"))
     assert tracker.tracking_uri == uri and tracker.flush(60) and db.exists()
 
-    # a pickled tracker (as a Ray worker gets it) carries the resolved URI and the parent run id
+    # a pickled tracker (Tune's driver on a Ray Client's head gets one) carries the URI and parent run id
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the worker must not need the environment
     worker = pickle.loads(pickle.dumps(tracker))
     record = records()[1]

@@ -65,6 +65,7 @@ log = logging.getLogger("tuner")
 FLUSH_METRICS = 500  # buffered epoch metrics that trigger a send
 FLUSH_SECONDS = 10.0  # or time since the last send
 WAIT_SECONDS = 60.0  # longest wait for the study run's id or the resolved URI
+REMOTE_FLUSH_SECONDS = 60.0  # a pickled tracker (Ray Client's head) sends each trial before the next
 CLOSE_SECONDS = float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120"))
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -94,6 +95,7 @@ class MlflowTracker(Tracker):
         self._uri = absolute_sqlite(tracking_uri or env_uri) if (tracking_uri or env_uri) else None
         self.experiment = experiment
         self._uid = study_uid or uuid.uuid4().hex
+        self._remote = False  # a copy unpickled in another process (Tune's driver on a Ray Client's head)
         self._resuming = study_uid is not None or parent_run_id is not None
         self._parent_id = parent_run_id
         self._experiment_id: str | None = None
@@ -179,7 +181,7 @@ class MlflowTracker(Tracker):
             parent_run_id=state["parent"],
             spool_directory=state["spool_dir"],
         )
-        self._uid, self._resuming = state["uid"], False
+        self._uid, self._resuming, self._remote = state["uid"], False, True
         self._runs = {self._uid: state["parent"]} if state["parent"] else {}
         self._experiment_id = state["experiment_id"]
         self._info = state["info"]
@@ -229,6 +231,8 @@ class MlflowTracker(Tracker):
             if record.framework and not self._framework_tagged:
                 self._framework_tagged = True
                 self._put({"op": "log", "run": self._uid, "tags": {"regtuner.framework": record.framework}})
+        if self._remote:  # nobody calls end_study on this copy: each trial is sent before the next
+            self.flush(REMOTE_FLUSH_SECONDS)
 
     def restore_trials(self, records: Iterable[TrialRecord]) -> None:
         """Trials whose process died (a resumed study's, a dead Ray worker's): each ends as exactly one run,

@@ -18,16 +18,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.table import _ok, cells
+
 __all__ = ["markdown", "wins_ties_losses", "main"]
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- wide:start -->", "<!-- wide:end -->"
 OURS = "regtuner"
 ORDER = ("regtuner", "optuna_tpe", "keras_tuner", "untuned", "textbook", "hgb", "linear")
-
-
-def _ok(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if not r.get("error") and r.get("test_metric") is not None]
 
 
 def _by_split(rows: list[dict]) -> dict[tuple[str, int], dict[str, dict]]:
@@ -65,15 +63,13 @@ def _methods(rows: list[dict]) -> list[str]:
 def task_table(rows: list[dict]) -> str:
     """Median test metric per task and method over seeds; the best median per row in bold."""
     methods = _methods(rows)
-    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for r in _ok(rows):
-        cells[(r["task"], r["method"])].append(r["test_metric"])
+    c = cells(rows)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     metric = {r["task"]: r["metric"] for r in rows}
     head = "| task (metric, test rows) | " + " | ".join(methods) + " |"
     lines = [head, "|---|" + "---|" * len(methods)]
     for t in tasks:
-        meds = {m: statistics.median(cells[(t, m)]) for m in methods if cells.get((t, m))}
+        meds = {m: statistics.median(c[(t, m)]) for m in methods if c.get((t, m))}
         top = max(meds.values())
         n_test = next((r["extra"].get("n_test") for r in rows if r["task"] == t and r.get("extra")), "?")
         out = [("**%.3f**" if meds[m] == top else "%.3f") % meds[m] if m in meds else "–" for m in methods]
@@ -112,14 +108,12 @@ def targets(rows: list[dict]) -> list[str]:
             mark = "✓" if share >= goal else "✗"
             out.append(f"- at or above `{peer}` on {won + tied}/{len(d)} splits = {100 * share:.0f} % "
                        f"(target ≥ {100 * goal:.0f} %) {mark}")  # fmt: skip
-    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for r in _ok(rows):
-        cells[(r["task"], r["method"])].append(r["test_metric"])
+    c = cells(rows)
     short = []
     for t in dict.fromkeys(r["task"] for r in rows):
-        refs = [statistics.median(cells[(t, m)]) for m in ("untuned", "textbook") if cells.get((t, m))]
-        if cells.get((t, OURS)) and refs:
-            gap = statistics.median(cells[(t, OURS)]) - max(refs)
+        refs = [statistics.median(c[(t, m)]) for m in ("untuned", "textbook") if c.get((t, m))]
+        if c.get((t, OURS)) and refs:
+            gap = statistics.median(c[(t, OURS)]) - max(refs)
             if gap < -0.03:
                 short.append(f"{t} ({gap:+.3f})")
     mark = "✓" if not short else "✗"

@@ -95,7 +95,8 @@ def finish(
         ctx, params, target.number, prepared.test, repeats=options.repeats, keep_model=True, record=target
     )
     if ev.model is None:
-        log.warning("refit of trial %d failed: %s", chosen.number, "; ".join(ev.errors))
+        what = f"the {better.name} baseline" if better is not None else f"trial {chosen.number}"
+        log.warning("refit of %s failed: %s", what, "; ".join(ev.errors))
     tests = ev.tests
     test_scores, test_std, test_se = _test_summary(ctx, prepared, ev)
     validation = validation_scores(target)

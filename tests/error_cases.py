@@ -136,6 +136,18 @@ def _unseen_label() -> Any:
     return run({"train": (X, y), "validation": (X[:20], np.r_[y[:18], 2, 2])}, test=None)
 
 
+@case("E128")
+def _raw_table_for_a_plain_estimator() -> Any:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"age": np.arange(200.0), "city": ["Oslo", "Rome"] * 100})
+    return run((frame, Y), builder=LogisticRegression, space="default")
+
+
+add("E129", lambda: run((np.zeros((200, 4, 4, 1)), Y), preprocess=True))
+
+
 # -- task, loss, metric and model mismatches (E2xx) ------------------------------------------------
 add("E201", lambda: run(task="clf"))
 add("E202", lambda: run((X, np.ones(200, int))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -289,7 +290,7 @@ def test_nan_and_inf_are_located():
     X[9, 2] = np.inf
     with pytest.raises(DataError, match=r"1 NaN and 1 inf values in 2 rows \(in column 2; first at row 7\)"):
         prepare((X, np.zeros(20)))
-    df = pd.DataFrame({"a": np.zeros(20), "income": [1.0] * 19 + [np.nan]})
+    df = pd.DataFrame({"a": np.zeros(20), "income": [1.0] * 19 + [np.inf]})
     with pytest.raises(DataError, match="'income'.*row 19.*[Ii]mpute"):
         prepare((df, np.zeros(20)))
     y = np.zeros(20)
@@ -302,8 +303,12 @@ def test_nan_and_inf_are_located():
 
 def test_non_numeric_dataframe_columns_named():
     df = pd.DataFrame({"x": np.arange(20.0), "city": ["a", "b"] * 10, "kind": pd.Categorical(["u"] * 20)})
-    with pytest.raises(DataError, match=r"\['city', 'kind'\].*get_dummies"):
-        prepare((df, np.arange(20) % 2))
+    table = prepare((df, np.arange(20) % 2)).table  # kept raw: a Pipeline may encode it itself
+    assert table is not None and table.text == ("city", "kind")
+    assert re.search(r"\['city', 'kind'\].*preprocess=True.*get_dummies", table.problem)
+    numeric_train = {"train": (df[["x"]], np.arange(20) % 2), "test": (df[["x", "city"]], np.arange(20) % 2)}
+    with pytest.raises(DataError, match=r"X \(test\) has non-numeric columns \['city'\].*preprocess=True"):
+        prepare(numeric_train)
 
 
 def test_too_few_rows_for_stratified_splits_names_class():

@@ -253,3 +253,15 @@ def test_a_knob_the_builder_reads_stays_searched_even_where_the_model_cannot_tak
     space = {"knobs": {"dropout": {"low": 0.1, "high": 0.5}, "l2": {"low": 1e-4, "high": 1e-1, "log": True}}}
     result = tune(build, (X, y), space=space, n_trials=2, tracking=False, progress=False, baselines=False)
     assert "dropout" in result.best_params and all(r.state == "complete" for r in result.records)
+
+
+def test_the_returned_estimator_predicts_and_scores_with_the_users_own_labels():
+    X, codes = data()
+    names = np.array(["ant", "bee", "cat"])[codes]
+    result = tune(lambda: LogisticRegression(max_iter=200), (X, names), space="quick", n_trials=2,
+                  tracking=False, progress=False, baselines=False)  # fmt: skip
+    model = result.best_model
+    assert set(model.classes_) == {"ant", "bee", "cat"}
+    assert model.score(X, names) > 0.8  # the user's next line of code, on the labels they gave
+    assert list(result.predict(X[:5])) == list(model.predict(X[:5]))
+    assert np.allclose(result.predict_proba(X[:5]), model.predict_proba(X[:5]))

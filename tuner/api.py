@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 from tuner import __version__
-from tuner.adapters.base import FitSettings, adapter_for
+from tuner.adapters.base import FitSettings
+from tuner.adapters.wrap import make_adapter
 from tuner.config import SETTINGS, check_settings
 from tuner.data.prepare import PreparedData, prepare
 from tuner.errors import ModelError, TunerError
@@ -65,6 +66,7 @@ def tune(
     lr_range: bool = False,
     test: Any = 0.2,
     task: str | None = None,
+    preprocess: bool = False,
     loss: str | Callable[..., Any] | None = None,
     metrics: Sequence[str] | None = None,
     executor: str | Executor = "local",
@@ -86,7 +88,8 @@ def tune(
     ``storage`` is the Optuna RDB URL or SQLite path of the study (default ``./.regtuner/studies.db``).
     ``device`` is torch's training device ("cpu", "cuda", "cuda:1"; None: CUDA when present).
     ``max_epochs="auto"`` trains each trial until early stopping ends it (at most
-    :data:`AUTO_MAX_EPOCHS`), with the schedules that need no last epoch.
+    :data:`AUTO_MAX_EPOCHS`), with the schedules that need no last epoch. ``preprocess=True`` imputes,
+    one-hot encodes and standardizes a table (and a regression target), fitted on the training part.
     Settings are checked (:mod:`tuner.config`) before any data is split or model built.
     """
     args = dict(locals())
@@ -96,15 +99,19 @@ def tune(
     if study_name and not resume:
         refuse_existing(study_name, url)  # before the data is split or a model built
     prepared = prepare(
-        data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed
-    )
+        data, task=task, validation_split=validation_split, test=test, cv=cv, groups=groups, seed=seed,
+        preprocess=preprocess,
+    )  # fmt: skip
     search_space = resolve(space).for_task(prepared.task)
     search_space, max_epochs, patience = _epoch_budget(search_space, max_epochs)
     args["max_epochs"] = max_epochs
     device = None if device is None else str(device)  # a torch.device; the torch adapter checks it
-    settings = FitSettings(task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device)
+    settings = FitSettings(
+        task=prepared.task, max_epochs=max_epochs, loss=loss, seed=seed, device=device, table=prepared.table,
+        target_scale=prepared.preprocessor.target_scale if prepared.preprocessor is not None else None,
+    )  # fmt: skip
     ctx = _trial_context(build_model, prepared, objective, metrics, settings)
-    check = _preflight(ctx, search_space)
+    check = _preflight(ctx, search_space, prepared)
     framework, search_space = check.framework, _fitted(search_space, check)
     lr_test, lr_notes = None, []
     if lr_range:  # narrow the space's learning-rate bounds first (tuner.insight.lr_range)
@@ -202,7 +209,7 @@ def _prior_study(url: str, name: str, attrs: dict[str, Any], resume: bool) -> di
 
 #: the settings a study's MLflow run records as params
 RECORDED = ("n_trials", "timeout", "trial_timeout", "max_epochs", "validation_split", "cv", "repeats",
-            "baselines", "test", "seed")  # fmt: skip
+            "baselines", "test", "seed", "preprocess")  # fmt: skip
 
 
 def _study_info(
@@ -258,7 +265,10 @@ def _run(
         ctx, tracker = job.ctx, job.tracker
         result = finish(study, ctx, prepared, job.space, ctx.objective, tracker.run_id, evaluation)
         if result.best_model is not None:  # with its framework's MLflow flavour, signature, example
-            tracker.log_model(result.best_model, framework, ctx.train[0])
+            rows = ctx.train[0][:5]
+            tracker.log_model(
+                result.best_model, framework, prepared.table.frame(rows) if prepared.table else rows
+            )
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -314,14 +324,15 @@ class Preflight(NamedTuple):
     anchor: tuple[float, str, bool] | None
 
 
-def _preflight(ctx: TrialContext, space: SearchSpace) -> Preflight:
+def _preflight(ctx: TrialContext, space: SearchSpace, prepared: PreparedData) -> Preflight:
     """Build once with the first start point and dry-run one batch, before any trial."""
     import optuna
 
     start = space.start_points[0] if space.start_points else {}
     dists = space.distributions
     defaults = {n: _midpoint(d) for n, d in dists.items() if n not in start}
-    probes = {n: _largest(dists[n]) for n in PROBED if n in dists}
+    probed = (*PROBED, "augmentation") if ctx.settings.table is not None else PROBED  # none for tables
+    probes = {n: _largest(dists[n]) for n in probed if n in dists}
     params = space.sample(optuna.trial.FixedTrial({**defaults, **start, **probes}))
     seed_everything(ctx.settings.seed)
     hp = HyperParameters(params)
@@ -334,19 +345,27 @@ def _preflight(ctx: TrialContext, space: SearchSpace) -> Preflight:
             f"build_model raised {type(exc).__name__}: {exc} (while checking it before the study "
             f"with {params}). Fix the builder; the traceback is chained below."
         ) from exc
-    cls = adapter_for(model)
-    adapter = cls(model, ctx.settings)
+    adapter = make_adapter(model, ctx.settings)
     anchor = adapter.user_learning_rate()  # before regularize gives the model its trial optimizer
     try:
         injected = adapter.regularize(params, hp.read)
         X, y = ctx.train
         adapter.check_output(X[:8], y[:8])
+    except ModelError as exc:
+        if prepared.preprocessor is None:
+            raise
+        raise ModelError(
+            f"{exc} (preprocess=True encodes X as {X.shape[1]} features: build the model's first layer for "
+            f"{X.shape[1]} inputs, or leave its size open: no keras.Input, or torch.nn.LazyLinear.)"
+        ) from exc
     finally:
         adapter.release()
     # a knob the builder reads stays, whatever the adapter did with it: the builder needs its value
     unfit = [i for i in injected if not i.applied and i.knob in probes and i.knob not in hp.read]
     reasons = {i.knob: re.sub(r"^not (applied|applicable): ", "", i.detail) for i in unfit}
-    return Preflight(cls.framework, declared_params(hp), reasons, anchor)
+    if "augmentation" in reasons and "augment_strength" in dists:  # no strength without a policy
+        reasons["augment_strength"] = reasons["augmentation"]
+    return Preflight(adapter.framework, declared_params(hp), reasons, anchor)
 
 
 def _fitted(space: SearchSpace, check: Preflight) -> SearchSpace:

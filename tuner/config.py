@@ -89,6 +89,11 @@ SETTINGS: dict[str, Setting] = {
     "repeats": Setting(_int_from(1), "{name} must be an int >= 1 (refits of the chosen settings)"),
     "baselines": Setting(_flag, "{name} must be True or False"),
     "lr_range": Setting(_flag, "{name} must be True or False"),
+    "preprocess": Setting(
+        _flag,
+        "{name} must be True or False",
+        " True imputes, one-hot encodes and standardizes a table for the model.",
+    ),
     "tracking": Setting(
         _tracking,
         "{name} must be a tracking URI string, True/None (MLflow's default store) or False (no tracking)",

@@ -56,6 +56,7 @@ Method = Callable[[Split, Budget, int, str], Row]
 _REGISTRY: dict[str, str] = {
     "regtuner": "benchmarks.methods.ours:regtuner_zero_arg",
     "regtuner_hp": "benchmarks.methods.ours:regtuner_hp",
+    "regtuner_kt": "benchmarks.methods.ours:regtuner_kt",
     "regtuner_auto": "benchmarks.methods.ours:regtuner_auto",
     "regtuner_noprune": "benchmarks.methods.ours:regtuner_noprune",
     "regtuner_prune5": "benchmarks.methods.ours:regtuner_prune5",

@@ -22,6 +22,7 @@ from benchmarks.tasks import Split
 __all__ = [
     "regtuner_zero_arg",
     "regtuner_hp",
+    "regtuner_kt",
     "regtuner_noprune",
     "untuned",
     "textbook",
@@ -144,6 +145,22 @@ def regtuner_hp(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """``tune(build_model, data)`` with a builder that reads ``hp.dropout``."""
     b = hp_builder(split, framework)
     return _tune(split, budget, seed, framework, b, "regtuner_hp", _space(split))
+
+
+def regtuner_kt(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """``tune(build_model, data)`` with a builder written for Keras Tuner, run unchanged: it declares
+    its own dropout, L2 and learning rate (``hp.Float``, ``hp.Choice``) and compiles its own Adam."""
+    model = builders(framework).model
+
+    def build_model(hp: Any) -> Any:
+        return model(
+            split,
+            dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
+            l2=hp.Float("l2", 1e-6, 1e-2, sampling="log"),
+            learning_rate=hp.Choice("learning_rate", [1e-2, 1e-3, 1e-4]),
+        )
+
+    return _tune(split, budget, seed, framework, build_model, "regtuner_kt", _space(split))
 
 
 def _variant(

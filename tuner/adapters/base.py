@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from tuner.data.tables import Table
 from tuner.errors import ModelError
 from tuner.records import Injection, TaskInfo
 
@@ -71,6 +72,8 @@ class FitSettings:
     seed: int = 0
     device: str | None = None  # torch: "cpu", "cuda", "cuda:1"; None picks
     verbose: int = 0
+    table: Table | None = None  # X is a raw table (text, missing values) the model gets as is
+    target_scale: tuple[Any, Any] | None = None  # (mean, std) of a standardized regression target
 
 
 def mro_modules(obj: object) -> frozenset[str]:
@@ -89,6 +92,7 @@ class Adapter(abc.ABC):
 
     framework: ClassVar[str]
     extra: ClassVar[str]  # the pip extra that installs the framework
+    takes_tables: ClassVar[bool] = False  # the model can take a raw table (FitSettings.table)
 
     def __init__(self, model: Any, settings: FitSettings) -> None:
         self.model = model

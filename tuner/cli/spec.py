@@ -22,7 +22,8 @@ space, objective, budget, executor settings and tracking::
       experiment: digits
 
 Other top-level keys: ``validation_split``, ``test``, ``cv``, ``task``, ``loss`` (a name), ``metrics``,
-``storage`` (relative paths are relative to the spec's folder), ``resume``, ``baselines``. Unknown
+``storage`` (relative paths are relative to the spec's folder), ``resume``, ``baselines``,
+``preprocess`` (true: impute, one-hot encode and standardize a table, as ``tune(preprocess=True)``). Unknown
 keys are errors that name the key. Modules are imported from the current directory (a job's working
 directory) and the spec's folder.
 """
@@ -49,7 +50,7 @@ __all__ = ["JobSpec", "load_spec", "parse_spec", "resolve_ref", "import_paths"]
 _TOP = (
     "builder", "data", "data_args", "space", "objective", "budget", "validation_split", "test", "cv",
     "task", "loss", "metrics", "seed", "study_name", "storage", "resume", "baselines", "executor",
-    "tracking",
+    "tracking", "preprocess",
 )  # fmt: skip
 _BUDGET = ("n_trials", "max_epochs", "timeout", "trial_timeout")
 _EXECUTOR = ("type", "address", "resources_per_trial", "max_concurrent_trials", "max_failures")
@@ -160,7 +161,7 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
     for key in ("objective", "validation_split", "cv", "task", "loss", "metrics", "seed"):
         if key in doc and doc[key] is not None:
             args[key] = doc[key]
-    for key in ("study_name", "resume", "baselines", "test"):  # test: null means no test part
+    for key in ("study_name", "resume", "baselines", "preprocess", "test"):  # test: null means no test part
         if key in doc:
             args[key] = doc[key]
     if "loss" in args and not isinstance(args["loss"], str):

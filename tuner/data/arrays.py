@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from tuner._imports import require
+from tuner.data.tables import PREPROCESS_FIX, Table, read_table
 from tuner.data.torch_data import dataset_arrays, is_torch_dataset
 from tuner.errors import ConfigError, DataError
 
-__all__ = ["PART_KEYS", "INPUT_KINDS", "is_pair", "read_parts", "resolve_input_kind"]
+__all__ = ["PART_KEYS", "INPUT_KINDS", "is_pair", "read_parts", "read_x", "resolve_input_kind"]
 
 INPUT_KINDS = ("tabular", "sequence", "image")
 PART_KEYS = ("train", "validation", "test")
@@ -26,20 +27,29 @@ _SHAPES = {"tabular": "(n, features)", "sequence": "(n, steps, features)", "imag
 Arrays = dict[str, np.ndarray]
 
 
-def read_parts(data: Any, test_pair: Any) -> tuple[Arrays, Arrays, dict[str, tuple[Any, ...] | None]]:
-    """X and y arrays of each part present (``train``, then ``validation`` / ``test``), and each
-    y's category order where pandas gave one. ``test_pair`` is a ``test=(X, y)`` given apart."""
+def read_parts(
+    data: Any, test_pair: Any
+) -> tuple[Arrays, Arrays, dict[str, tuple[Any, ...] | None], Table | None]:
+    """X and y arrays of each part present (``train``, then ``validation`` / ``test``), each y's
+    category order where pandas gave one, and the :class:`~tuner.data.tables.Table` when the train
+    X is a raw table (text columns, missing values). ``test_pair`` is a ``test=(X, y)`` given apart."""
     xs: Arrays = {}
     ys: Arrays = {}
     orders: dict[str, tuple[Any, ...] | None] = {}
+    table: Table | None = None
     for name, (X, y) in _parts(data, test_pair).items():
-        xs[name], (ys[name], orders[name]) = _to_x(X, name), _to_y(y, name)
+        raw = read_table(X, name, table) if name == "train" or table is not None else None
+        if raw is not None:
+            xs[name], table = raw
+        else:
+            xs[name] = read_x(X, name)
+        ys[name], orders[name] = _to_y(y, name)
         if len(xs[name]) != len(ys[name]):
             raise DataError(
                 f"X and y of {name} differ in length: X has {len(xs[name])} rows, y has {len(ys[name])}. "
                 "Pass one label per row of X."
             )
-    return xs, ys, orders
+    return xs, ys, orders, table
 
 
 def is_pair(obj: Any) -> bool:
@@ -83,7 +93,8 @@ def _is_pandas(obj: Any) -> bool:
 # ----------------------------------------------------------------------------- X and y conversion
 
 
-def _to_x(X: Any, part: str) -> np.ndarray:
+def read_x(X: Any, part: str) -> np.ndarray:
+    """``X`` as a float32 array of numbers, or a :class:`DataError` naming the fault and its fix."""
     columns = None
     if _is_pandas(X) and hasattr(X, "columns"):
         pd = require("pandas")
@@ -91,7 +102,7 @@ def _to_x(X: Any, part: str) -> np.ndarray:
         if bad:
             raise DataError(
                 f"X ({part}) has non-numeric columns {bad}. Encode them first, "
-                f"e.g. pd.get_dummies(X, columns={bad}) or sklearn's OrdinalEncoder."
+                f"e.g. pd.get_dummies(X, columns={bad}) or sklearn's OrdinalEncoder, or {PREPROCESS_FIX}."
             )
         columns = [str(c) for c in X.columns]
         X = X.to_numpy(dtype=np.float64, na_value=np.nan)

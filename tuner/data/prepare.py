@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from tuner.data.arrays import INPUT_KINDS, PART_KEYS, Arrays, is_pair, read_parts, resolve_input_kind
+from tuner.data.arrays import INPUT_KINDS, PART_KEYS, Arrays, is_pair, read_parts, read_x, resolve_input_kind
 from tuner.data.splits import Pair, _count_in, _split
+from tuner.data.tables import Preprocessor, Table, read_table, row_hashes
 from tuner.data.targets import MAX_FLOAT_HINT as MAX_FLOAT_HINT
 from tuner.data.targets import MAX_INT_CLASSES as MAX_INT_CLASSES
 from tuner.data.targets import _encode_y, _resolve_task, _unseen_error
@@ -55,6 +56,23 @@ class PreparedData:
     n_rows: int
     leakage: dict[str, int]
     notes: tuple[str, ...] = ()
+    table: Table | None = None  # X is a raw table the model gets as is (see tuner.data.tables)
+    preprocessor: Preprocessor | None = None  # preprocess=True: what made numbers of X
+
+    def inputs(self, X: Any) -> np.ndarray:
+        """New rows ``X``, read as the study read its data: the model's input array."""
+        pre, part = self.preprocessor, "new rows"
+        table = pre.table if pre is not None else self.table
+        raw = read_table(X, part, table) if table is not None or pre is not None else None
+        arr = raw[0] if raw is not None else read_x(X, part)
+        if pre is not None:
+            arr = pre.transform(arr)
+        if arr.shape[1:] != self.task.input_shape:
+            raise DataError(
+                f"X has rows of shape {arr.shape[1:]}, but the study's model takes {self.task.input_shape}; "
+                "pass rows shaped as the data given to tune()."
+            )
+        return arr
 
     def decode(self, labels: Any) -> np.ndarray:
         """Map encoded class indices (or an (n, K) score matrix, by argmax) to the original labels."""
@@ -90,6 +108,7 @@ def prepare(
     groups: Any = None,
     input_kind: str | None = None,
     seed: int = 0,
+    preprocess: bool = False,
 ) -> PreparedData:
     """Validate ``data``, infer the task and split it (rules in the module docstring).
 
@@ -97,13 +116,20 @@ def prepare(
     ``validation`` / ``test`` pairs; explicit parts win over ``validation_split`` / ``test``
     fractions. ``test`` is a fraction, an ``(X, y)`` pair, or None for no test part. A map-style
     torch ``Dataset`` of ``(input, target)`` items may stand for any pair; it is read once into arrays.
+    A 2-D X with text columns or missing values is kept raw (:mod:`tuner.data.tables`);
+    ``preprocess=True`` imputes, encodes and standardizes X, fitted on the training part only.
     """
     test_pair = is_pair(test)
     check_split(task, validation_split, test, test_pair, cv, input_kind, seed)
     cv, seed = (None if cv is None else int(cv)), int(seed)  # numpy ints would change the fingerprint
-    xs, ys, orders = read_parts(data, test if test_pair else None)
+    xs, ys, orders, table = read_parts(data, test if test_pair else None)
     notes = _check_parts(set(xs), validation_split, test, cv)
     kind = resolve_input_kind(xs, input_kind, notes)
+    if preprocess and kind != "tabular":
+        raise ConfigError(
+            f"preprocess=True imputes, encodes and standardizes the columns of a table, but X has rows of "
+            f"shape {xs['train'].shape[1:]} ({kind}); pass preprocess=False and scale {kind} inputs yourself."
+        )
     n = len(xs["train"])
     g = _groups(groups, n)
     target = _resolve_task(ys["train"], orders["train"], task, notes)
@@ -121,15 +147,27 @@ def prepare(
     for name, idx in (("train", tr), ("validation", va), ("test", te)):
         if idx is not None:
             parts[name] = (X0[idx], y0[idx])
+    leakage = _leakage(parts, notes)
+    if table is not None and not preprocess:
+        notes.append(f"X kept as the raw table it is ({table.describe()}): the model gets it as a DataFrame")
+    pre = None
+    if preprocess:  # fitted on the training part only, then every part is numbers
+        train_x, train_y = parts["train"]  # type: ignore[misc]
+        pre = Preprocessor(table, scale_target=target.kind == "regression").fit(train_x, train_y)
+        parts = {p: None if v is None else (pre.transform(v[0]), v[1]) for p, v in parts.items()}
+        notes.append(pre.describe())
+        table = None
     info = TaskInfo(
         kind=target.kind,  # type: ignore[arg-type]
         n_classes=0 if target.classes is None else len(target.classes),
         classes=() if target.classes is None else tuple(target.classes.tolist()),
         n_outputs=target.n_outputs,
         input_kind=kind,  # type: ignore[arg-type]
-        input_shape=tuple(int(d) for d in X0.shape[1:]),
+        input_shape=tuple(int(d) for d in parts["train"][0].shape[1:]),  # type: ignore[index]
     )
     settings = {"task": target.kind, "test": test_frac, "validation": val_frac, "cv": cv, "seed": seed}
+    if preprocess:
+        settings["preprocess"] = True
     return PreparedData(
         train=parts["train"],  # type: ignore[arg-type]
         validation=parts["validation"],
@@ -138,8 +176,10 @@ def prepare(
         task=info,
         fingerprint=_fingerprint(xs, enc, info, settings, g),
         n_rows=sum(len(x) for x in xs.values()),
-        leakage=_leakage(parts, notes),
+        leakage=leakage,
         notes=tuple(notes),
+        table=table,
+        preprocessor=pre,
     )
 
 
@@ -228,7 +268,7 @@ def _fingerprint(xs: dict, ys: dict, info: TaskInfo, settings: dict, groups: np.
     for name in (p for p in PART_KEYS if p in xs):
         for arr in (xs[name], ys[name]):
             h.update(f"{name}|{arr.shape}|{arr.dtype.str}|".encode())
-            h.update(np.ascontiguousarray(arr).data)
+            h.update((row_hashes(arr) if arr.dtype.kind == "O" else np.ascontiguousarray(arr)).data)
     h.update(repr((info.classes, info.input_kind, sorted(settings.items()))).encode())
     if groups is not None:
         h.update(np.unique(groups, return_inverse=True)[1].astype(np.int64).data)

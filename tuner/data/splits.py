@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from tuner._imports import require
+from tuner.data.tables import row_hashes
 from tuner.data.targets import _name, _Target
 from tuner.errors import DataError
 
@@ -174,9 +175,12 @@ def _count_in(train: np.ndarray, other: np.ndarray) -> int:
     """How many rows of ``other`` equal some row of ``train`` exactly (hash match, then compared)."""
     if not len(train) or not len(other):
         return 0
-    ht, ho = _row_hashes(train), _row_hashes(other)
+    raw = train.dtype != np.float32 or other.dtype != np.float32  # a raw table (tuner.data.tables)
+    ht, ho = (row_hashes(train), row_hashes(other)) if raw else (_row_hashes(train), _row_hashes(other))
     order = np.argsort(ht)
     pos = order[np.clip(np.searchsorted(ht, ho, sorter=order), 0, len(ht) - 1)]
     cand = np.flatnonzero(ht[pos] == ho)
+    if raw:  # compared as text, so that a missing value equals a missing value
+        other, train = other.astype(str), train.astype(str)
     same = other.reshape(len(other), -1)[cand] == train.reshape(len(train), -1)[pos[cand]]
     return int(same.all(axis=1).sum())

@@ -16,7 +16,8 @@ textbook    the blog recipe: dropout 0.5 (0.3 for image and sequence inputs), L2
             Adam at 1e-3, batch 32, early stopping with patience 10
 ==========  ===========================================================================
 
-Scikit-learn models see rows flattened to vectors. With ``cv=k`` every validation number is the
+Scikit-learn models see rows flattened to vectors, and a raw table (text, missing values) encoded
+as ``tune(preprocess=True)`` would. With ``cv=k`` every validation number is the
 mean over the same folds as the trials; the final sklearn model is refit on all non-test rows
 (boosting with the median of the folds' iteration counts), the neural ones by the cv refit rule.
 """
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuner.data.splits import Pair
+from tuner.data.tables import Preprocessor
 from tuner.insight.refit import evaluate
 from tuner.records import TaskInfo, TrialRecord
 from tuner.trial.metrics import compute, standard_loss
@@ -52,8 +55,6 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 SMALL = 2_000_000  # training values (rows x features) below which sklearn runs single-threaded
 _NUMBERS = {"untuned": 900_001, "textbook": 900_002}  # trial numbers (seeds) of the neural baselines
-
-Pair = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,10 @@ def run_baselines(
     elif ctx.validation is not None:
         rows["validation"] = len(ctx.validation[0])
     out = []
+    ref_ctx, ref_prepared = _encoded(ctx, prepared)
     with _threads(ctx.train[0]):
         for name, fn in (("dummy", _dummy), ("linear", _linear), ("boosting", _boosting)):
-            out.append(_guard(name, rows, lambda fn=fn: fn(ctx, prepared)))
+            out.append(_guard(name, rows, lambda fn=fn: fn(ref_ctx, ref_prepared)))
     hps = _user_hyperparameters(space)
     nn = {
         "untuned": {
@@ -116,6 +118,21 @@ def run_baselines(
         run = _guard(name, rows, lambda name=name, params=params: _neural(ctx, prepared, name, params))
         out.append(replace(run, params=dict(params)))
     return out
+
+
+def _encoded(ctx: TrialContext, prepared: PreparedData) -> tuple[TrialContext, PreparedData]:
+    """The parts as the reference models take them: a raw table encoded as ``preprocess=True`` would,
+    fitted on the training part (with cv, on all of it: the folds' scores share its encoding)."""
+    table = ctx.settings.table
+    if table is None:
+        return ctx, prepared
+    pre = Preprocessor(table, scale_target=False).fit(*ctx.train)
+
+    def enc(pair: Pair | None) -> Pair | None:
+        return None if pair is None else (pre.transform(pair[0]), pair[1])
+
+    parts = {"train": enc(prepared.train), "validation": enc(prepared.validation), "test": enc(prepared.test)}
+    return replace(ctx, train=enc(ctx.train), validation=enc(ctx.validation)), replace(prepared, **parts)
 
 
 def _guard(name: str, rows: dict[str, int], fn: Callable[[], tuple[str, dict, dict, Any]]) -> Baseline:

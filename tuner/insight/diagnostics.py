@@ -76,6 +76,8 @@ def duplicate_rows(X: np.ndarray) -> int:
     """How many rows of ``X`` repeat an earlier row exactly (copies that would straddle cv folds)."""
     if len(X) < 2:
         return 0
+    if X.dtype == object:  # a raw table: rows compared by their text (a gap equals a gap)
+        return int(len(X) - len(np.unique(X.reshape(len(X), -1).astype(str), axis=0)))
     rows = np.ascontiguousarray(X.reshape(len(X), -1)) + np.float32(0.0)  # -0.0 counts as 0.0
     view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
     return int(len(view) - len(np.unique(view)))

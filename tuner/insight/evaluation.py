@@ -148,6 +148,8 @@ def finish(
         cv=dict(cv) if cv else None,
         lr_range=options.lr_range,
         chosen=better.name if better is not None else "trial",
+        predictor=ev.adapter,
+        inputs=prepared.inputs,
     )
 
 

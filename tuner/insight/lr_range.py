@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuner.adapters.base import FitSettings, adapter_for
+from tuner.adapters.base import FitSettings
+from tuner.adapters.wrap import make_adapter
 from tuner.data.prepare import prepare
 from tuner.errors import ConfigError, TrialFailed
 from tuner.insight.baselines import _middle
@@ -188,8 +189,7 @@ def run_range_test(
     seed_everything(settings.seed)
     hp = HyperParameters(values)
     model = build(build_model, hp)
-    cls = adapter_for(model)
-    adapter = cls(model, replace(settings, max_epochs=1))
+    adapter = make_adapter(model, replace(settings, max_epochs=1))
     lrs: list[float] = []
     losses: list[float] = []
     diverged = None
@@ -224,7 +224,7 @@ def run_range_test(
                 break
     finally:
         adapter.release()
-    return _summarize(np.asarray(lrs), np.asarray(losses), diverged, cls.framework, min_lr, max_lr)
+    return _summarize(np.asarray(lrs), np.asarray(losses), diverged, adapter.framework, min_lr, max_lr)
 
 
 def _summarize(

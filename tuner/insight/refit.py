@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.adapters.base import Adapter, adapter_for
+from tuner.adapters.base import Adapter
+from tuner.adapters.wrap import make_adapter
 from tuner.errors import TrialDiverged
 from tuner.insight.result import scores_from
 from tuner.records import TrialRecord
@@ -46,6 +47,7 @@ class Evaluated:
     validation: dict[str, float]
     tests: list[dict[str, float]] = field(default_factory=list)
     model: Any = None
+    adapter: Adapter | None = None  # keep_model: the adapter of ``model``, for Result.predict
     test_pred: np.ndarray | None = None  # repeat 0's test predictions
     errors: list[str] = field(default_factory=list)
     adapter_loss: bool = False  # the loss came from the adapter (a custom loss), not the standard one
@@ -137,8 +139,7 @@ def fit_fixed(
         seed_everything(seed)
         hp = HyperParameters(params)
         model = build(ctx.build_model, hp)
-        cls = adapter_for(model)
-        adapter = cls(model, replace(ctx.settings, seed=seed))
+        adapter = make_adapter(model, replace(ctx.settings, seed=seed))
         injected = list(adapter.regularize(params, hp.read))
         X, y = ctx.train
         adapter.check_output(X[:8], y[:8])
@@ -223,7 +224,7 @@ def evaluate(
                 out.test_pred = pred
                 out.adapter_loss = adapter.loss_value(test[1][:2], pred[:2]) is not None
         if i == 0 and keep_model:
-            out.model = adapter.for_user()
+            out.model, out.adapter = adapter.for_user(), adapter
         else:
             adapter.release()
     return out

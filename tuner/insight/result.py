@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from tuner.errors import ConfigError, StudyAborted
 from tuner.insight.plots import make_plots
 from tuner.insight.report import render_markdown, render_text, write_html
 from tuner.records import TaskInfo, TrialRecord
@@ -16,6 +19,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from tuner.adapters.base import Adapter
     from tuner.insight.baselines import Baseline
     from tuner.insight.diagnostics import Finding
 
@@ -79,6 +83,8 @@ class Result:
     # what best_params and best_model are: "trial" (trial best_trial), or a neural baseline the study
     # trained anyway ("untuned", "textbook") that beat every trial on validation
     chosen: str = "trial"
+    predictor: Adapter | None = field(default=None, repr=False)  # best_model's adapter
+    inputs: Callable[[Any], np.ndarray] | None = field(default=None, repr=False)  # new rows -> model input
 
     @property
     def study_name(self) -> str:
@@ -100,6 +106,30 @@ class Result:
             if value is not None:
                 out[name] = value
         return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of ``best_model`` for new rows ``X``, read as ``tune()`` read its data (with
+        ``preprocess=True``, its fitted steps applied): the user's own class labels, or values in
+        the target's units (``(n,)`` for one target)."""
+        scores = self._scores(X)
+        if self.task.is_classification:
+            return np.asarray(self.task.classes)[scores.argmax(axis=1)]
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, K)`` for new rows ``X``, columns in the order of ``task.classes``."""
+        if not self.task.is_classification:
+            raise ConfigError(
+                "predict_proba() is for classification; this study is a regression, use predict()."
+            )
+        return self._scores(X)
+
+    def _scores(self, X: Any) -> np.ndarray:
+        if self.predictor is None or self.inputs is None:
+            raise StudyAborted(
+                "no model to predict with: the refit of the chosen settings failed (see notes)."
+            )
+        return np.asarray(self.predictor.predict(self.inputs(X)))
 
     def report(self) -> str:
         """A plain-text summary a person reads in a terminal."""

@@ -100,10 +100,13 @@ def warm_up(framework: str) -> None:
     threading.Thread(target=load, name="regtuner-mlflow-import", daemon=True).start()
 
 
-def _example(value: Any) -> np.ndarray | None:
-    """The first rows of ``value`` as a numpy array (float32 for floating data), or None."""
+def _example(value: Any) -> Any:
+    """The first rows of ``value`` as a numpy array (float32 for floating data), or None; a DataFrame
+    (a raw table) stays one, so that the signature names its columns and their types."""
     if value is None:
         return None
+    if hasattr(value, "iloc") and hasattr(value, "columns"):
+        return value.iloc[:_EXAMPLE_ROWS]
     try:
         rows = np.asarray(value[:_EXAMPLE_ROWS])
     except Exception:  # a dataset object without slicing: no example

@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tuner.adapters.base import Adapter, FitSettings, adapter_for
+from tuner.adapters.base import Adapter, FitSettings
 from tuner.adapters.schedules import make_schedule
+from tuner.adapters.wrap import make_adapter
 from tuner.errors import ConfigError, StudyAborted, TrialDiverged, TrialFailed, TrialPruned
 from tuner.records import Injection, TrialRecord
 from tuner.space.hp import HyperParameters
@@ -257,8 +258,7 @@ def run_single(
             seed_everything(seed)
             hp = HyperParameters(params)
             model = _built(ctx.build_model, hp)
-            cls = adapter_for(model)
-            adapter = cls(model, replace(ctx.settings, seed=seed))
+            adapter = make_adapter(model, replace(ctx.settings, seed=seed))
             injected = list(adapter.regularize(params, hp.read))
             if on_injected is not None:
                 on_injected(injected)

@@ -56,6 +56,7 @@ class SklearnAdapter(Adapter):
 
     framework = "sklearn"
     extra = "core"
+    takes_tables = True  # a Pipeline's own preprocessing gets the user's DataFrame as is
 
     def __init__(self, model: Any, settings: FitSettings) -> None:
         super().__init__(model, settings)
@@ -199,6 +200,10 @@ class SklearnAdapter(Adapter):
     def _augmentation(self, params: Mapping[str, Any], by_builder: bool) -> Injection:
         if by_builder:
             return Injection(augment.POLICY_KEY, True, "build_model applied it; nothing injected")
+        if self.settings.table is not None:
+            return _na(
+                augment.POLICY_KEY, "X is a raw table (text, missing values); augmentation needs numbers"
+            )
         names, strength = augment.trial_policy(params)
         if not names:
             return Injection(augment.POLICY_KEY, True, "none: training on the data as given")
@@ -238,7 +243,7 @@ class SklearnAdapter(Adapter):
     def check_output(self, X: np.ndarray, y: np.ndarray) -> None:
         from sklearn.base import clone, is_classifier, is_regressor
 
-        est, task = self.model, self.task
+        est, task, y = self.model, self.task, self._labels(y)
         if task.is_classification and not is_classifier(est):
             kind = "a regressor" if is_regressor(est) else "not a classifier"
             raise ModelError(
@@ -256,13 +261,15 @@ class SklearnAdapter(Adapter):
                 f"{self.name} predicts one target, but y has {task.n_outputs} columns; wrap it in "
                 "sklearn.multioutput.MultiOutputRegressor, or return an estimator that supports several."
             )
+        if self.settings.table is not None:
+            skio.check_table(self._final, self._before, self._rows(X), y, self.settings.table)
         if self._epochs:  # one partial_fit on a copy catches input problems before any trial
             probe = clone(self._final)
             probe.set_params(batch_size=min(len(X), 8), early_stopping=False)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    Xp = skio.flat(X)
+                    Xp = self._rows(X)
                     for step in self._before:
                         Xp = clone(step).fit_transform(Xp, y)
                     probe.partial_fit(Xp, y, **self._classes())
@@ -272,10 +279,20 @@ class SklearnAdapter(Adapter):
                     f"{tuple(X.shape[1:])}: {type(exc).__name__}: {exc}"
                 ) from exc
 
+    def _rows(self, X: np.ndarray) -> Any:
+        """What the estimator is fit on: the raw table as a DataFrame, else rows of features."""
+        table = self.settings.table
+        return table.frame(X) if table is not None else skio.flat(X)
+
     def _classes(self) -> dict[str, Any]:
         if self.task.is_classification:
-            return {"classes": np.arange(self.task.n_classes)}
+            return {"classes": np.asarray(self.task.classes)}
         return {}
+
+    def _labels(self, y: np.ndarray) -> np.ndarray:
+        """The user's own labels of encoded class indices: the estimator is fit on them, so that the
+        returned model predicts and scores with the labels the user gave ``tune()``."""
+        return np.asarray(self.task.classes)[y] if self.task.is_classification else y
 
     # ----------------------------------------------------------------- training
     def _apply_penalty(self, n: int) -> None:
@@ -295,7 +312,7 @@ class SklearnAdapter(Adapter):
     def fit(self, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], hooks: EpochHooks) -> None:
         if self._final is None:
             self.regularize(params, frozenset())
-        X = skio.flat(X)
+        X, y = self._rows(X), self._labels(y)
         self._apply_penalty(len(X))
         rng = np.random.default_rng(self.settings.seed)
         std = augment.feature_std(X) if "noise" in self._aug else None
@@ -355,10 +372,10 @@ class SklearnAdapter(Adapter):
 
     # ----------------------------------------------------------------- inference
     def predict(self, X: np.ndarray) -> np.ndarray:
-        est, X = self.model, skio.flat(X)
+        est, X = self.model, self._rows(X)
         if not self.task.is_classification:
             return np.asarray(est.predict(X), dtype=np.float64).reshape(len(X), -1)
-        return skio.probabilities(est, X, self.task.n_classes)
+        return skio.probabilities(est, X, self.task.classes)
 
     def get_state(self) -> Any:
         if not self._epochs:

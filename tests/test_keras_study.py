@@ -1,5 +1,9 @@
 """tune() end to end with real (tiny) Keras models."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -315,3 +319,17 @@ def test_predictions_on_arrays_of_many_sizes_trigger_no_retracing_warnings(caplo
         tune(_multiclass_mlp("sparse_categorical_crossentropy"), (X, y), space="quick", n_trials=3,
              max_epochs=2, tracking=False, progress=False)  # fmt: skip
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.slow
+def test_a_keras_study_from_the_command_line_prints_no_tensorflow_start_up_lines(tmp_path):
+    """TensorFlow's C++ start-up lines (oneDNN, CPU features, absl) and retracing warnings stay off the
+    terminal of ``regtuner`` commands, with no logging variable set by the user."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    command = [sys.executable, "-c", "from tuner.cli.main import main; raise SystemExit(main())",
+               "demo", "--trials", "1", "--epochs", "2", "--no-tracking"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Chosen configuration" in done.stdout
+    for chatter in ("oneDNN", "cpu_feature_guard", "absl", "retracing", "I0000", "E0000", "TF-TRT"):
+        assert chatter not in done.stderr + done.stdout, f"{chatter!r} printed:\n{done.stderr[-3000:]}"

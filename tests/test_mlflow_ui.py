@@ -6,12 +6,17 @@ command) and Selenium (the ``dev`` extra). Skips, saying why, only where no brow
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+from pathlib import Path
 
 import pytest
 
+from tests.fakes import SPACE, NumpyModel, blobs
+from tests.mlflow_server import rest
 from tests.test_tracking import drive_study
+from tuner import tune
 from tuner.tracking import MlflowTracker
 from tuner.tracking.base import ui_url
 
@@ -116,3 +121,49 @@ def test_the_links_regtuner_prints_open_a_study_on_its_runs_not_the_genai_overvi
     browser.get(tracker.run_url)  # the study run's own page
     wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'study-landing')]")))
     assert "overview" not in browser.current_url
+
+
+#: where the browser tests keep their screenshots for a person to look at (CI: collect this folder)
+SHOTS = Path(
+    os.environ.get("REGTUNER_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
+
+
+def test_a_study_opens_on_its_runs_and_its_charts_show_the_trials_before_any_baseline(
+    mlflow_server, browser, tmp_path, numpy_adapter
+):
+    """A real ``tune()`` study (baselines on) in the UI as ``regtuner ui`` links it: the runs table
+    first, and in the chart view the trials' curves on the first screen, with no baseline figure among
+    the charts (the baselines are tags and ``baselines.csv``: as metrics they sorted first, one bar
+    chart each). Screenshots of both are kept in :data:`SHOTS`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    result = tune(lambda: NumpyModel(5, 3), blobs(n=200), space=SPACE, n_trials=3, max_epochs=3,
+                  tracking=mlflow_server, experiment="ui-charts", progress=False,
+                  storage=str(tmp_path / "studies.db"))  # fmt: skip
+    run = rest(mlflow_server, "/api/2.0/mlflow/runs/get", {"run_id": result.mlflow_run_id})["run"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    wait = WebDriverWait(browser, WAIT)
+
+    browser.get(ui_url(mlflow_server, run["info"]["experiment_id"]))
+    name = run["info"]["run_name"]
+    parent = wait.until(ec.presence_of_element_located((By.XPATH, f"//*[text()='{name}']")))
+    for close in browser.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+        close.click()
+    assert "/runs" in browser.current_url
+    assert browser.save_screenshot(str(SHOTS / "mlflow-landing.png"))
+    row = parent.find_element(By.XPATH, "./ancestor::*[contains(@class, 'ag-row')]")
+    row.find_elements(By.CSS_SELECTOR, "button")[-1].click()  # the trials under the study run
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[text()='trial-0002']")))
+    mode = browser.find_element(By.CSS_SELECTOR, "input[name=runs-view-mode][value=CHART]")
+    mode.find_element(By.XPATH, "./ancestor::label").click()
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[text()='Model metrics']")))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))
+    assert browser.save_screenshot(str(SHOTS / "mlflow-charts.png"))
+    charts = browser.find_element(By.TAG_NAME, "body").text
+    charts = charts[charts.index("Model metrics") : charts.index("System metrics")]
+    assert "trial-0000 (gap)" in charts and "trial-0002 (gap)" in charts  # the trials' curves, first
+    assert "baseline" not in charts, "a baseline figure among the charts"
+    assert png_size((SHOTS / "mlflow-charts.png").read_bytes()) >= (800, 600)

@@ -124,11 +124,13 @@ def test_study_report_lands_in_the_mlflow_run_and_the_cli_prints_it(mlflow_serve
     files = set(artifacts(mlflow_server, r.mlflow_run_id))
     assert {"report.txt", "report.md", "report.html", "diagnosis.json", "plots", "baselines.csv"} <= files
     assert "plots/learning_curves.png" in artifacts(mlflow_server, r.mlflow_run_id, "plots")
-    metrics = metrics_of(run)
-    assert metrics["baseline_untuned_test_accuracy"] == pytest.approx(
+    tags = tags_of(run)
+    assert float(tags["baseline.untuned.test_accuracy"]) == pytest.approx(
         next(b for b in r.baselines if b.name == "untuned").test["accuracy"]
     )
-    assert not [k for k in metrics if k.startswith("baseline_") and not k.endswith("_test_accuracy")]
+    assert not [k for k in tags if k.startswith("baseline.") and not k.endswith(".test_accuracy")]
+    metrics = metrics_of(run)
+    assert not [k for k in metrics if k.startswith("baseline")]
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(mlflow_server)
@@ -167,13 +169,14 @@ def test_cli_rebuilds_a_summary_when_the_study_logged_no_report(mlflow_server, c
     tags = {"regtuner.role": "study", "regtuner.study": "died-study", "regtuner.best_trial": "2"}
     run = client.create_run(exp, tags=tags)
     client.log_param(run.info.run_id, "best.dropout", "0.3")
+    client.set_tag(run.info.run_id, "baseline.boosting.val_accuracy", "0.875")
     for key, value in {"test_accuracy": 0.81, "val_accuracy": 0.9, "baseline_linear_val_loss": 0.5}.items():
         client.log_metric(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, "FAILED")
     assert main(["report", "died", "--tracking-uri", mlflow_server]) == 0
     out = capsys.readouterr().out
     assert "no report was logged" in out and "dropout = 0.3" in out and "accuracy 0.81" in out
-    assert "linear_val_loss 0.5" in out
+    assert "linear_val_loss 0.5" in out and "boosting.val_accuracy 0.875" in out
 
 
 def test_diagnosis_json_is_plain_data(result, tmp_path):

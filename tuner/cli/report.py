@@ -149,13 +149,22 @@ def _rebuilt(run: Any) -> str:
         found = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
         if found:
             lines.append(f"{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(found.items())))
-    base = sorted(k for k in metrics if k.startswith("baseline_"))
+    base = {k[9:]: v for k, v in metrics.items() if k.startswith("baseline_")}  # older runs: metrics
+    base.update({k[9:]: float(v) for k, v in tags.items() if k.startswith("baseline.") and _number(v)})
     if base:
-        lines.append("baselines: " + ", ".join(f"{k[9:]} {metrics[k]:.4g}" for k in base))
+        lines.append("baselines: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(base.items())))
     counts = {k[7:]: int(v) for k, v in metrics.items() if k.startswith("trials_")}
     if counts:
         lines.append("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return "\n".join(lines)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -244,7 +244,7 @@ def _twins(scores: dict[str, float]) -> set[str]:
 
 def baseline_scores(result: Result) -> dict[str, dict[str, float]]:
     """Per baseline its headline: the test accuracy (R² for regression), or the validation one without
-    a test part (metrics ``baseline_<name>_test_accuracy``); every score is in ``baselines.csv``."""
+    a test part (tags ``baseline.<name>.test_accuracy``); every score is in ``baselines.csv``."""
     metric = "accuracy" if result.task.is_classification else "r2"
     out: dict[str, dict[str, float]] = {}
     for b in result.baselines:

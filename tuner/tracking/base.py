@@ -207,7 +207,8 @@ def validate_tracking_uri(uri: str) -> str:
             raise ConfigError(
                 f"tracking={redact_uri(value)!r} has a query string, which breaks every MLflow request "
                 "(MLflow appends its API paths to the URI). Write the URI without '?...' and pass a token "
-                "as MLFLOW_TRACKING_TOKEN (user and password: MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD)."
+                "as MLFLOW_TRACKING_TOKEN (user and password: MLFLOW_TRACKING_USERNAME, "
+                "MLFLOW_TRACKING_PASSWORD)."
             )
     elif base == "sqlite":
         if value != "sqlite://" and not value.startswith("sqlite:///"):

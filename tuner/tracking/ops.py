@@ -182,14 +182,19 @@ def summary_ops(uid: str, summary: StudySummary, spool_directory: str) -> list[d
     metrics = objective_metrics("best_objective", summary.best_values)
     for name, value in summary.test_scores.items():
         metrics[name if name.startswith("test_") else f"test_{name}"] = value
-    for baseline, scores in summary.baseline_scores.items():
-        for name, value in scores.items():
-            metrics[f"baseline_{baseline}_{name}"] = value
     for state, count in summary.counts.items():
         metrics[f"trials_{state}"] = count
     metrics.update(summary.extra_metrics)
     # tags, not params: a resumed study may choose another configuration, and MLflow params never change
     best = params_to_strings({f"best.{k}": v for k, v in summary.best_params.items()})
+    # baselines as tags too: as metrics, MLflow's chart view would show them before any trial curve
+    best.update(
+        {
+            f"baseline.{b}.{k}": f"{v:.6g}"
+            for b, scores in summary.baseline_scores.items()
+            for k, v in scores.items()
+        }
+    )
     tags = {k: cut(v, MAX_TAG_VALUE) for k, v in best.items()}
     if summary.best_trial is not None:
         tags["regtuner.best_trial"] = str(summary.best_trial)

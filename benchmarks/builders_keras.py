@@ -2,7 +2,9 @@
 
 ``model(split)`` is the plain compiled model (Adam, the task's loss, no Dropout, no L2); with
 ``BENCH_MODEL_STYLE=functional`` the same layers as a functional ``keras.Model(inputs, outputs)``;
-``model(split, dropout=p, l2=a, learning_rate=r)`` the version a tuner's builder writes.
+``model(split, dropout=p, l2=a, learning_rate=r)`` the version a tuner's builder writes. With
+``BENCH_OPTIMIZER=sgd`` the model is compiled with ``SGD(0.01, momentum=0.9)`` instead of Adam (the
+user's own optimizer, which regtuner keeps and centres its learning-rate range on).
 """
 
 from __future__ import annotations
@@ -61,5 +63,9 @@ def model(
         net = keras.Model(inputs, x)
     else:
         net = keras.Sequential([keras.Input(shape), *stack])
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(split))
+    if os.environ.get("BENCH_OPTIMIZER") == "sgd":
+        optimizer = keras.optimizers.SGD(10 * learning_rate, momentum=0.9)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    net.compile(optimizer=optimizer, loss=loss_for(split))
     return net

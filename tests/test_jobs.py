@@ -318,7 +318,11 @@ def test_cluster_commands_are_grouped_as_ray_groups_them_and_the_flat_ones_still
 
 @pytest.mark.slow
 @pytest.mark.mlflow
-def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_path):
+@pytest.mark.parametrize("executor, entry", [("local", "cli"), ("ray", "cli"), ("ray", "script")])
+def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_path, executor, entry):
+    """SIGTERM (what ``regtuner stop`` and Ray's job stop send the driver) ends the study run and the
+    running trial as KILLED, the finished trials FINISHED: under ``regtuner run``, and in a user's own
+    script calling ``tune(executor="ray")``, where Ray's handler turns SIGTERM into ``sys.exit``."""
     import os
     import signal
     import subprocess
@@ -342,6 +346,15 @@ def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_
 
             def data():
                 return blobs(n=200)
+
+            if __name__ == "__main__":
+                import sys
+
+                from tuner import tune
+                from tuner.cli.spec import load_spec
+
+                spec = load_spec(sys.argv[1])
+                tune(build, data(), executor="ray", **spec.tune_args)
             """
         )
     )
@@ -355,11 +368,13 @@ def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_
         baselines: false
         budget: {{n_trials: 20, max_epochs: 6}}
         tracking: {{uri: "{store}", experiment: stopped}}
+        executor: {{type: {executor}}}
     """,
     )
-    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(root), str(tmp_path)])  # Ray's workers import slow_job too
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tuner", "run", str(spec)],
+        [sys.executable, *(["-m", "tuner", "run"] if entry == "cli" else ["slow_job.py"]), str(spec)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     storage = f"sqlite:///{tmp_path / '.regtuner' / 'studies.db'}"
@@ -379,7 +394,10 @@ def test_sigterm_stops_regtuner_run_with_the_running_trial_killed_in_mlflow(tmp_
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and "stopped; the running trial" in err, err[-2000:]
+    if entry == "cli":
+        assert proc.returncode == 130 and "stopped; the running trial" in err, err[-2000:]
+    else:
+        assert proc.returncode == signal.SIGTERM, err[-2000:]  # Ray's handler: sys.exit(15)
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id], max_results=100)
     study = [r for r in runs if r.data.tags.get("regtuner.role") == "study"]

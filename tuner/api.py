@@ -266,7 +266,7 @@ def _run(
                 result.best_model, framework, prepared.table.frame(rows) if prepared.table else rows
             )
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM as Ray's handler turns it: sys.exit
         status = "KILLED"
         raise
     finally:

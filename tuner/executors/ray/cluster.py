@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,8 +59,14 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     _token_mode()
+    main = threading.current_thread() is threading.main_thread()
+    stop = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
+        if stop not in (None, signal.SIG_DFL, signal.SIG_IGN):
+            # ray.init sets SIGTERM to sys.exit; the caller's own handler (`regtuner run`: SIGTERM as
+            # Ctrl-C, so that the running trial and the study end as KILLED in MLflow) stays
+            signal.signal(signal.SIGTERM, stop)
     except ConnectionError as exc:
         where = "a running Ray cluster on this node" if address == "auto" else f"Ray at {address!r}"
         raise ConfigError(

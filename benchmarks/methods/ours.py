@@ -313,10 +313,11 @@ def _space(split: Split) -> str:
 
 
 def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str) -> Row:
-    """Train one fixed configuration the way ``tune()``'s baselines do (tuner.insight.baselines)."""
+    """Train one fixed configuration the way ``tune()``'s baselines do (tuner.insight.baselines), with
+    the same seed."""
     from tuner.adapters.base import FitSettings
     from tuner.data.prepare import prepare
-    from tuner.insight.baselines import textbook_params
+    from tuner.insight.baselines import BASELINE_NUMBERS, textbook_params
     from tuner.insight.refit import evaluate
     from tuner.trial.metrics import resolve_metrics
     from tuner.trial.objectives import parse_objective
@@ -334,7 +335,9 @@ def _baseline(split: Split, budget: Budget, seed: int, framework: str, name: str
         settings,
     )
     params = {} if name == "untuned" else textbook_params(prepared.task)
-    ev = evaluate(ctx, params, 0, prepared.test)
+    # the seed tune()'s own baseline of that name trains with: a study that returns its untuned (or
+    # textbook) baseline returns this very model, not a retrain that differs by seed noise alone
+    ev = evaluate(ctx, params, BASELINE_NUMBERS[name], prepared.test)
     wall = time.perf_counter() - start
     test = ev.tests[0] if ev.tests else {}
     return Row(

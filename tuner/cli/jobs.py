@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.cli.signals import sigterm_as_interrupt
 from tuner.errors import ConfigError
+from tuner.signals import sigterm_as_interrupt
 
 __all__ = ["register"]
 

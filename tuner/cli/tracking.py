@@ -15,8 +15,8 @@ import time
 import urllib.request
 from typing import IO, Any
 
-from tuner.cli.signals import sigterm_as_interrupt
 from tuner.errors import ConfigError
+from tuner.signals import sigterm_as_interrupt
 
 __all__ = ["register", "ui_command", "default_store"]
 

@@ -38,6 +38,7 @@ class Table:
     labels: tuple[Any, ...] = field(default=(), repr=False)  # the DataFrame's own column labels
 
     def describe(self) -> str:
+        """What makes it a raw table, in words."""
         what = []
         if self.text:
             what.append(f"non-numeric columns {list(self.text)}")
@@ -70,10 +71,10 @@ class Table:
 
 
 def read_table(X: Any, part: str, table: Table | None) -> tuple[np.ndarray, Table] | None:
-    """``X`` as a raw table (object or float64 array and its :class:`Table`), or None when it is not one:
-    not 2-D, or numeric and complete (the caller reads it as numbers), or faulty in another way
-    (infinite values), which the caller reports. ``table`` is the train part's: when the train part
-    is a table, so is every other part, read with its columns."""
+    """``X`` as a raw table (object or float64 array and its :class:`Table`), or None when it is not one
+    (not 2-D, numeric and complete, or a numpy array with inf: the caller reads it as numbers and says
+    what is wrong). A DataFrame with inf values or list cells is refused here. ``table`` is the train
+    part's: when the train part is a table, so is every other part, read with its columns."""
     pandas = type(X).__module__.startswith("pandas")
     pd = require("pandas") if pandas or (table is not None and table.columns is not None) else None
     if pd is not None and not hasattr(X, "columns") and table is not None and table.columns is not None:

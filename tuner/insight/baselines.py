@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from tuner.data.prepare import PreparedData
     from tuner.space.searchspace import SearchSpace
 
-__all__ = ["Baseline", "run_baselines", "textbook_params", "NAMES"]
+__all__ = ["Baseline", "run_baselines", "textbook_params", "NAMES", "BASELINE_NUMBERS"]
 
 log = logging.getLogger("tuner")
 
@@ -54,7 +54,8 @@ NAMES: tuple[str, ...] = ("dummy", "linear", "boosting", "untuned", "textbook")
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 SMALL = 2_000_000  # training values (rows x features) below which sklearn runs single-threaded
-_NUMBERS = {"untuned": 900_001, "textbook": 900_002}  # trial numbers (seeds) of the neural baselines
+#: the trial numbers (so the seeds) of the neural baselines: a refit of one trains the same model
+BASELINE_NUMBERS = {"untuned": 900_001, "textbook": 900_002}
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def _guard(name: str, rows: dict[str, int], fn: Callable[[], tuple[str, dict, di
 
 
 def _neural(ctx: TrialContext, prepared: PreparedData, name: str, params: dict[str, Any]) -> tuple:
-    ev = evaluate(ctx, params, _NUMBERS[name], prepared.test)
+    ev = evaluate(ctx, params, BASELINE_NUMBERS[name], prepared.test)
     if name == "untuned":
         what = "build_model as given, nothing injected"
     else:

@@ -33,6 +33,7 @@ from tuner.executors.ray.worker import (
     metric_names,
 )
 from tuner.records import Injection, TrialRecord
+from tuner.signals import stop_requested
 from tuner.study.storage import ATTR, record_attrs, record_from_trial
 
 if TYPE_CHECKING:
@@ -315,7 +316,8 @@ def _error_text(trial: Any) -> str:
 
 
 class AbortStopper(Stopper):
-    """Stops the whole experiment when the failure policy aborted the study."""
+    """Stops the whole experiment when the failure policy aborted the study, or a SIGTERM arrived
+    (whose KeyboardInterrupt Ray may have swallowed)."""
 
     def __init__(self, sink: TrialSink) -> None:
         self.sink = sink
@@ -324,4 +326,4 @@ class AbortStopper(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.sink.aborted is not None
+        return self.sink.aborted is not None or stop_requested()

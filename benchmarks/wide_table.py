@@ -106,7 +106,7 @@ def targets(rows: list[dict]) -> list[str]:
         if d:
             share = (won + tied) / len(d)
             mark = "✓" if share >= goal else "✗"
-            out.append(f"- at or above `{peer}` on {won + tied}/{len(d)} splits = {100 * share:.0f} % "
+            out.append(f"- at or above `{peer}` on {won + tied}/{len(d)} splits = {100 * share:.1f} % "
                        f"(target ≥ {100 * goal:.0f} %) {mark}")  # fmt: skip
     c = cells(rows)
     short = []

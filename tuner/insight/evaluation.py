@@ -159,7 +159,7 @@ def _better_baseline(chosen: TrialRecord, baselines: list[Baseline], obj: Object
 
     Selected on validation only (the test part is scored once, for what is returned). On the wide
     benchmark (benchmarks/README.md, 99 splits) it returned a baseline on 36, and moved regtuner from
-    68 % to 72 % of splits at or above the untuned model, 69 % to 73 % against Optuna's loop, 79 % to
+    70 % to 80 % of splits at or above the untuned model, 69 % to 73 % against Optuna's loop, 71 % to
     77 % against the textbook recipe: +0.0005 ± 0.0009 test metric on average, within noise."""
     if obj.is_multi or not chosen.values:
         return None

@@ -17,10 +17,9 @@ _STOP = threading.Event()
 
 @contextmanager
 def sigterm_as_interrupt(*, keep_own: bool = False) -> Iterator[None]:
-    """Inside the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does; should code inside swallow
-    it (Ray's ``get`` may), the block still ends with KeyboardInterrupt. ``keep_own``: a handler the
-    program set itself is left in place (only Python's default and Ray's bare ``sys.exit`` are
-    replaced)."""
+    """Inside the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does, and :func:`stop_requested`
+    turns True (for loops that may swallow the interrupt: Ray's). ``keep_own``: a handler the program
+    set itself is left in place (only Python's default and Ray's bare ``sys.exit`` are replaced)."""
 
     def interrupt(signum: int, frame: Any) -> None:
         _STOP.set()
@@ -41,11 +40,9 @@ def sigterm_as_interrupt(*, keep_own: bool = False) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if _STOP.is_set():  # the block ran on after the signal: it was caught inside; stop now
-        raise KeyboardInterrupt
 
 
 def stop_requested() -> bool:
-    """Whether a SIGTERM arrived inside :func:`sigterm_as_interrupt`: a loop that may have swallowed
-    the KeyboardInterrupt (Ray Tune's) checks it to end early."""
+    """Whether a SIGTERM arrived inside :func:`sigterm_as_interrupt` (since the outermost such block
+    began): a loop that may have swallowed the KeyboardInterrupt (Ray Tune's) checks it."""
     return _STOP.is_set()

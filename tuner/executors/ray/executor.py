@@ -29,7 +29,7 @@ from tuner._imports import require
 from tuner.errors import ConfigError
 from tuner.executors.base import Executor, StudyJob
 from tuner.executors.ray.cluster import check_cluster, connect, parse_resources
-from tuner.signals import sigterm_as_interrupt
+from tuner.signals import sigterm_as_interrupt, stop_requested
 from tuner.study.search import make_sampler, prunes, warmup_epochs
 from tuner.study.storage import finished_count, open_rdb, open_study
 
@@ -126,7 +126,10 @@ class RayExecutor(Executor):
             capacity = check_cluster(self.resources, tracking_uri, tracked, job.storage, client)
             # Tune with a searcher and no limit starts one trial at a time: allow what the cluster holds
             with sigterm_as_interrupt(keep_own=True):  # Tune stops its trials on it, as on Ctrl-C
-                return self._run(job, scratch, self.max_concurrent_trials or capacity)
+                study = self._run(job, scratch, self.max_concurrent_trials or capacity)
+            if stop_requested():  # the interrupt was swallowed inside Ray; the stopper ended Tune's loop
+                raise KeyboardInterrupt
+            return study
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if started:

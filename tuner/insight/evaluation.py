@@ -149,7 +149,7 @@ def finish(
         lr_range=options.lr_range,
         chosen=better.name if better is not None else "trial",
         predictor=ev.adapter,
-        inputs=prepared.inputs,
+        data=prepared,
     )
 
 

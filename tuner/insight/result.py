@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tuner.adapters.base import Adapter
+    from tuner.data.prepare import PreparedData
     from tuner.insight.baselines import Baseline
     from tuner.insight.diagnostics import Finding
 
@@ -84,7 +85,7 @@ class Result:
     # trained anyway ("untuned", "textbook") that beat every trial on validation
     chosen: str = "trial"
     predictor: Adapter | None = field(default=None, repr=False)  # best_model's adapter
-    inputs: Callable[[Any], np.ndarray] | None = field(default=None, repr=False)  # new rows -> model input
+    data: PreparedData | None = field(default=None, repr=False)  # how new rows are read and labels decoded
 
     @property
     def study_name(self) -> str:
@@ -112,8 +113,8 @@ class Result:
         ``preprocess=True``, its fitted steps applied): the user's own class labels, or values in
         the target's units (``(n,)`` for one target)."""
         scores = self._scores(X)
-        if self.task.is_classification:
-            return np.asarray(self.task.classes)[scores.argmax(axis=1)]
+        if self.task.is_classification and self.data is not None:
+            return self.data.decode(scores)
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -125,11 +126,11 @@ class Result:
         return self._scores(X)
 
     def _scores(self, X: Any) -> np.ndarray:
-        if self.predictor is None or self.inputs is None:
+        if self.predictor is None or self.data is None:
             raise StudyAborted(
                 "no model to predict with: the refit of the chosen settings failed (see notes)."
             )
-        return np.asarray(self.predictor.predict(self.inputs(X)))
+        return np.asarray(self.predictor.predict(self.data.inputs(X)))
 
     def report(self) -> str:
         """A plain-text summary a person reads in a terminal."""

@@ -188,14 +188,9 @@ def summary_ops(uid: str, summary: StudySummary, spool_directory: str) -> list[d
     # tags, not params: a resumed study may choose another configuration, and MLflow params never change
     best = params_to_strings({f"best.{k}": v for k, v in summary.best_params.items()})
     # baselines as tags too: as metrics, MLflow's chart view would show them before any trial curve
-    best.update(
-        {
-            f"baseline.{b}.{k}": f"{v:.6g}"
-            for b, scores in summary.baseline_scores.items()
-            for k, v in scores.items()
-        }
-    )
-    tags = {k: cut(v, MAX_TAG_VALUE) for k, v in best.items()}
+    scores = summary.baseline_scores.items()
+    baselines = {f"baseline.{b}.{k}": f"{v:.6g}" for b, named in scores for k, v in named.items()}
+    tags = {k: cut(v, MAX_TAG_VALUE) for k, v in {**best, **baselines}.items()}
     if summary.best_trial is not None:
         tags["regtuner.best_trial"] = str(summary.best_trial)
     tags["regtuner.chosen"] = summary.chosen

@@ -1,5 +1,5 @@
-"""Plumbing done by well-kept libraries: OS file locks through ``filelock`` (tracking spool files, study
-locks, the storage's first initialization), process liveness through ``psutil`` (a study's owner), and
+"""Plumbing done by well-kept libraries: OS file locks through ``filelock`` (tracking spool files, the
+storage's first initialization), process liveness through ``psutil`` (a study's owner), and
 YAML alias bombs refused by the loader itself (``tuner.space.yamldoc``)."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tests.error_cases_io import BOMB, DEEP, TOO_DEEP
 from tuner.errors import ConfigError
 from tuner.space.yamldoc import MAX_DEPTH, MAX_VALUES, guarded_loader, safe_load
 from tuner.study.owner import OWNER_ATTR, _start_time, check_owner, is_alive, owner_record
-from tuner.tracking.restore import StudyLocks
 from tuner.tracking.spool import SpoolFile, lock_path, os_lock, read_spool, spool_files
+from tuner.tracking.state import StudyRun
 
 # -- locks -------------------------------------------------------------------------------------------
 
@@ -40,8 +40,8 @@ def _holder(path: Path) -> subprocess.Popen[str]:
 
 
 def test_a_spool_file_of_a_process_killed_with_sigkill_is_free_again(tmp_path):
-    spool = SpoolFile.create(tmp_path, "http://host:5000", "exp")
-    spool.append([{"op": "end", "run": "u1", "status": "FINISHED"}])
+    spool = SpoolFile.create(tmp_path, "http://host:5000", "u1")
+    spool.write(StudyRun("u1", "exp", status="FINISHED"))
     spool.close()
     child = _holder(spool.path)
     try:
@@ -50,18 +50,19 @@ def test_a_spool_file_of_a_process_killed_with_sigkill_is_free_again(tmp_path):
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     reopened = SpoolFile.open_existing(spool.path)  # the OS dropped the dead process's lock
-    assert reopened is not None and reopened.pending == 1
+    assert reopened is not None and read_spool(reopened.path).study.status == "FINISHED"
     reopened.close()
 
 
 def test_two_owners_in_one_process_exclude_each_other_across_threads(tmp_path):
-    spool = SpoolFile.create(tmp_path, None, "exp")
+    spool = SpoolFile.create(tmp_path, None, "u1")
+    spool.write(StudyRun("u1", "exp"))
     assert SpoolFile.open_existing(spool.path) is None  # same process, same thread
     seen: list[SpoolFile | None] = []
     thread = threading.Thread(target=lambda: seen.append(SpoolFile.open_existing(spool.path)))
     thread.start()
     thread.join()
-    assert seen == [None]  # a tracking worker thread (REGTUNER_TRACKING_WORKER=thread) is kept out too
+    assert seen == [None]  # another thread (a second tracker of this process) is kept out too
     closer = threading.Thread(target=spool.close)  # released from another thread than the one that took it
     closer.start()
     closer.join()
@@ -71,27 +72,16 @@ def test_two_owners_in_one_process_exclude_each_other_across_threads(tmp_path):
 
 
 def test_lock_files_are_not_spool_files_and_go_with_a_sent_spool(tmp_path):
-    spool = SpoolFile.create(tmp_path, None, "exp")
+    spool = SpoolFile.create(tmp_path, None, "u1")
+    spool.write(StudyRun("u1", "exp"))
     assert lock_path(spool.path).name == spool.path.name + ".lock" and lock_path(spool.path).exists()
     assert spool_files(tmp_path) == [spool.path]  # `regtuner sync` lists the data file only
-    assert read_spool(spool.path).header["experiment"] == "exp"  # the data file was never truncated
+    spool.write(StudyRun("u1", "exp", status="KILLED"))  # rewritten whole: never torn
+    assert read_spool(spool.path).study.status == "KILLED" and spool_files(tmp_path) == [spool.path]
     spool.close(remove=True)  # everything was sent
     assert spool_files(tmp_path) == [] and not lock_path(spool.path).exists()
     assert SpoolFile.open_existing(spool.path) is None  # removed by its owner while we waited: skipped
     assert not spool.path.exists() and not lock_path(spool.path).exists()  # and not brought back empty
-
-
-def test_study_locks_wait_for_another_holder_and_then_give_up(tmp_path):
-    first, second = StudyLocks(), StudyLocks()
-    assert first.hold(tmp_path, "study-1", 0) and first.hold(tmp_path, "study-1", 0)  # held already
-    started = time.monotonic()
-    assert not second.hold(tmp_path, "study-1", 0.5)
-    assert 0.4 < time.monotonic() - started < 5
-    assert not second.hold(tmp_path, "study-1", -1)  # a negative wait is one try, never a hang
-    assert (tmp_path / "locks" / "study-1.lock").is_file()
-    first.release()
-    assert second.hold(tmp_path, "study-1", 0)
-    second.release()
 
 
 def test_os_lock_is_an_os_lock_that_a_second_object_cannot_take(tmp_path):

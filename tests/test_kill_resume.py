@@ -61,18 +61,14 @@ def _kill_mid_trial(proc: subprocess.Popen, storage: str, within: float) -> None
 
 
 @pytest.mark.parametrize(
-    "tracking, worker",
+    "tracking",
     [
-        (False, None),
-        # the tracking worker process outlives the killed study and sends what it had; resume waits for it
-        pytest.param("sqlite:///mlflow.db", "process", marks=pytest.mark.mlflow),
-        # the worker thread dies with the study: whatever it had not sent is rebuilt from the Optuna storage
-        pytest.param("sqlite:///mlflow.db", "thread", marks=pytest.mark.mlflow),
+        False,
+        # the sender thread dies with the study: whatever it had not sent is rebuilt from the Optuna storage
+        pytest.param("sqlite:///mlflow.db", marks=pytest.mark.mlflow),
     ],
 )
-def test_sigkill_mid_trial_then_resume(tmp_path, monkeypatch, tracking, worker):
-    if worker:
-        monkeypatch.setenv("REGTUNER_TRACKING_WORKER", worker)
+def test_sigkill_mid_trial_then_resume(tmp_path, tracking):
     if tracking:  # the store exists: a kill while MLflow creates its tables would corrupt it (MLflow's issue)
         from mlflow.tracking import MlflowClient
 

@@ -15,7 +15,7 @@ from tuner.tracking import mlflow_tracker as tracking_mlflow
 
 
 @pytest.fixture(autouse=True)
-def every_epoch_sent(thread_worker, monkeypatch):  # thread_worker: conftest.py
+def every_epoch_sent(monkeypatch):
     monkeypatch.setattr(tracking_mlflow, "FLUSH_METRICS", 1)  # every epoch is sent as it comes
 
 
@@ -82,7 +82,7 @@ def test_resume_rebuilds_trial_runs_from_their_records(mlflow_server):
     killed = runs[3]
     assert killed["info"]["status"] == "KILLED" and tags_of(killed)["error"].startswith("interrupted")
     assert tracker.trial_runs[2] == runs[2]["info"]["run_id"]
-    tracker.close()  # killed again: the next resume reopens the study run once this worker is through
+    tracker.close()  # killed again
 
     again = make_tracker(mlflow_server, "exp-restore", study_uid=dead.study_uid)  # a second resume
     again.start_study(study_info("study-restore", "exp-restore"))

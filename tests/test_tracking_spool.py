@@ -18,6 +18,7 @@ from tests.mlflow_server import (
     free_port,
     metric_history,
     metrics_of,
+    rest,
     tags_of,
 )
 from tests.test_tracking import EPOCHS, SUMMARY, drive_study, epoch_metrics, records, study_info
@@ -25,6 +26,7 @@ from tuner import tune
 from tuner.cli.main import main
 from tuner.tracking import MlflowTracker, TrackingWarning
 from tuner.tracking.spool import SpoolFile, read_spool, spool_files
+from tuner.tracking.state import StudyRun
 
 
 def split(runs: list[dict]) -> tuple[list[dict], dict[int, dict]]:
@@ -80,7 +82,7 @@ def test_server_killed_mid_study_restarted_and_synced_exactly_once(
         ours = [w for w in seen if issubclass(w.category, TrackingWarning)]
         assert len(ours) == 1 and "regtuner sync" in str(ours[0].message)
         pending = spool_files()
-        assert len(pending) == 1 and read_spool(pending[0]).pending
+        assert len(pending) == 1 and read_spool(pending[0]).study.pending
 
         server.start()  # the same SQLite store, the same port
         assert main(["sync"]) == 0
@@ -171,41 +173,46 @@ def test_study_with_no_server_is_synced_later_to_another_uri(mlflow_server):
         assert steps(mlflow_server, child, "val_loss") == list(range(EPOCHS))
 
 
-def test_spool_file_survives_a_torn_line_and_replays_from_its_mark(tmp_path):
-    spool = SpoolFile.create(tmp_path, "http://user:pw@host:5000/?token=x", "exp", {"u1": ("r1", "0")})
-    spool.append([{"op": "end", "run": "u1", "status": "FINISHED"}] * 3)
-    spool.mark(2)
-    spool.close()
-    with open(spool.path, "a") as handle:
-        handle.write('{"op": "log", "run"')  # the writer died mid-line
+def test_a_spool_file_keeps_no_secret_and_only_its_owner_holds_it(tmp_path):
+    spool = SpoolFile.create(tmp_path, "http://user:pw@host:5000/?token=x", "u1")
+    study = StudyRun("u1", "exp", name="s", run_id="r1", opened=True)
+    study.trial(0).add_epoch({"val_loss": 0.5}, 0)
+    spool.write(study)
     contents = read_spool(spool.path)
     assert contents.header["uri"] == "http://host:5000/"  # no password, no query on disk
-    assert contents.binds == {"u1": ("r1", "0")} and len(contents.ops) == 3 and len(contents.pending) == 1
+    assert contents.study.run_id == "r1" and contents.study.trials[0].rows[0][:2] == ["val_loss", 0.5]
+    assert SpoolFile.open_existing(spool.path) is None  # `regtuner sync` skips it while its study runs
+    spool.close()
     reopened = SpoolFile.open_existing(spool.path)
-    assert reopened is not None and reopened.pending == 1
-    assert SpoolFile.open_existing(spool.path) is None  # locked by `reopened`
+    assert reopened is not None and reopened.uri == "http://host:5000/"
     reopened.close()
 
 
-def test_a_tracking_worker_that_dies_is_replaced_and_the_study_goes_on(mlflow_server):
+def test_a_run_deleted_mid_study_costs_that_trial_only(mlflow_server):
     first, second, third = records()
-    tracker = MlflowTracker(mlflow_server, "exp-died")
-    tracker.start_study(study_info("study-died", "exp-died"))
+    tracker = MlflowTracker(mlflow_server, "exp-deleted")
+    tracker.start_study(study_info("study-deleted", "exp-deleted"))
     tracker.trial_started(0, first.params)
-    tracker.trial_finished(first)
     assert tracker.flush(60)
-    tracker._transport.process.kill()  # the worker process is killed (OOM killer, a stray kill -9)
-    with pytest.warns(TrackingWarning, match="tracking worker exited"):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not tracker._warnings and not tracker._warned:
-            time.sleep(0.1)
-        tracker.trial_started(1, second.params)
+    rest(mlflow_server, "/api/2.0/mlflow/runs/delete", {"run_id": tracker.trial_runs[0]})
+    with pytest.warns(TrackingWarning, match="log a trial run"):
+        tracker.trial_finished(first)
+        tracker.flush(60)
+    tracker.trial_started(1, second.params)
     tracker.trial_finished(second)
     tracker.trial_started(2, third.params)
     tracker.trial_finished(third)
     tracker.end_study(SUMMARY)
-    parents, children = split(find_runs(mlflow_server, "exp-died"))
+    assert tracker.status["dropped"] == 1 and tracker.status["spool"] is None
+    parents, children = split(find_runs(mlflow_server, "exp-deleted"))
     assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
-    assert sorted(children) == [0, 1, 2]
+    assert sorted(children) == [1, 2]
     for child in children.values():
         assert steps(mlflow_server, child, "val_loss") == list(range(EPOCHS))
+
+
+def test_sync_names_an_older_operation_log_instead_of_skipping_it_quietly(tmp_path, capsys):
+    (tmp_path / "20261120-abc.jsonl").write_text('{"spool": 1, "uri": "http://host:5000"}\n')
+    assert main(["sync", "--spool-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "20261120-abc.jsonl was written by an older regtuner" in out and "resume=True" in out

@@ -1,4 +1,4 @@
-"""``regtuner ui`` (the MLflow UI on the store studies use) and ``regtuner sync`` (replay the spool)."""
+"""``regtuner ui`` (the MLflow UI on the store studies use) and ``regtuner sync`` (send the spool)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ def register(subparsers: Any) -> dict[str, Any]:
     sync = subparsers.add_parser(
         "sync",
         help="send tracking data spooled while the MLflow server was unreachable",
-        description="Replay the spool (./.regtuner/spool, or $REGTUNER_SPOOL_DIR): every operation a study "
-        "could not send is sent once, in order. Exit code 1 while some remain.",
+        description="Send the spool (./.regtuner/spool, or $REGTUNER_SPOOL_DIR): what a study could not "
+        "send to MLflow is sent once; runs made before are found by their tag. Exit code 1 while some "
+        "remain.",
     )
     sync.add_argument("--tracking-uri", default=None, help="send there instead of the store each file names")
     sync.add_argument("--spool-dir", default=None, help="spool folder (default ./.regtuner/spool)")
@@ -227,6 +228,13 @@ def _sync(args: argparse.Namespace) -> int:
     from tuner.tracking.sync import sync
 
     outcomes = sync(args.spool_dir, args.tracking_uri)
+    older = sorted(spool_dir(args.spool_dir).glob("*.jsonl"))
+    for path in older:  # an operation log of regtuner before the spool held study states
+        print(f"regtuner sync: {path.name} was written by an older regtuner (an operation log); send it with "
+              "that version's `regtuner sync`, or delete it: the study's trials are also in its Optuna "
+              "storage, and resuming the study (resume=True) writes them to MLflow again.")  # fmt: skip
+    if older and not outcomes:
+        return 1
     if not outcomes:
         print(f"regtuner sync: nothing to send ({spool_dir(args.spool_dir)} holds no spool files).")
         return 0

@@ -327,19 +327,24 @@ def failure_warning(
     else:
         where = f"spooled to {spool}" if spool else f"spooled under {spool_dir}"
         text += (
-            f"; what could not be sent is {where} and replayed when the store is back "
-            "(at the end of the study, or with `regtuner sync`)."
+            f"; what could not be sent is {where} and sent when the store is back "
+            "(while the study runs, at its end, or with `regtuner sync`)."
         )
     return text + " Further failures are only counted (tracker.failures)."
 
 
-def log_unsent(finished: bool, spooled: int, uri: str | None, spool: str | None) -> None:
+def log_unsent(finished: bool, spooled: bool, uri: str | None, spool: str | None) -> None:
     """Say, when a tracker closes, what it is still sending or could not send (and how to send it)."""
     if not finished:
-        log.warning("MLflow tracking is still sending; it goes on in the background (tracking worker).")
+        log.warning(
+            "MLflow tracking was still sending when the study ended; what it had not sent is in %s. "
+            "Run `regtuner sync` to send it.",
+            spool,
+        )
     elif spooled:
         log.warning(
-            "%d MLflow tracking operations could not be sent to %s; they are kept in %s. "
+            "Part of the study could not be sent to MLflow at %s; it is kept in %s. "
             "Run `regtuner sync` when the tracking server is back.",
-            spooled, redact_uri(uri), spool,
-        )  # fmt: skip
+            redact_uri(uri),
+            spool,
+        )

@@ -1,341 +1,185 @@
-"""The sending side of MLflow tracking: applies tracking operations to a store, spools what fails.
+"""The sender thread: brings the MLflow store up to a study's state whenever it changed.
 
-A :class:`Sender` runs in the tracking worker (a child process, or a thread; see
-:mod:`tuner.tracking.worker`) and in ``regtuner sync``. Operations are the dicts described in
-:mod:`tuner.tracking.spool`; runs are named by a UID chosen by the tracker (tag ``regtuner.uid``), so an
-operation can be spooled before its run exists and replayed in another process.
-
-Exactly once: a run is created only after a search for its UID finds nothing (when a create is retried);
-metrics keep the timestamp they were made with, and MLflow's SQL stores ignore a metric logged twice with
-the same key, step, timestamp and value; params, tags, texts and artifacts are idempotent.
-
-When the store fails, the first failure goes out as an event; that operation and every later one go to
-the spool; every ``retry_seconds`` the sender replays the spool and, once it is through, sends live again.
-Errors MLflow reports as the request's own fault (a bad value, a run deleted meanwhile) drop that
-operation only: sending it again could never work.
+The tracker changes the :class:`~tuner.tracking.state.StudyRun` under ``cond`` (its lock) and calls
+:meth:`Sender.wake`; the thread runs one :meth:`~tuner.tracking.projection.Projector.project` pass per
+wake-up. When the store does not answer, the state is kept in a spool file (rewritten as it changes) and
+the pass is tried again every ``REGTUNER_TRACKING_RETRY_SECONDS`` (20 s), and once more on close.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-from tuner.tracking.base import absolute_sqlite
-from tuner.tracking.http import HTTP, HTTP_ONCE, PERMANENT, error_code, http_settings, short_message
-from tuner.tracking.model_logging import upload_model
-from tuner.tracking.ops import PermanentError, coalesce, describe
-from tuner.tracking.restore import KnownRun, Reconciler, StudyLocks
-from tuner.tracking.spool import SpoolFile, read_spool, unstage
+from tuner.tracking.projection import Offline, Projector
+from tuner.tracking.spool import SpoolFile
+from tuner.tracking.state import StudyRun
 
-__all__ = ["Sender", "RETRY_SECONDS"]
+__all__ = ["Sender"]
 
-RETRY_SECONDS = float(os.environ.get("REGTUNER_TRACKING_RETRY_SECONDS", "20"))
-_MAX_METRICS, _MAX_PARAMS_TAGS, _MAX_ENTITIES = 1000, 100, 1000  # MLflow's log_batch limits
-Emit = Callable[[dict[str, Any]], None]
+log = logging.getLogger("tuner")
+
+Warn = Callable[[str, str, "str | None", bool], None]  # (what failed, message, spool file, local)
 
 
-_Permanent = PermanentError
-
-#: the experiment's kind in the MLflow UI: model training (runs, charts), not GenAI (traces)
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-
-
-class Sender(Reconciler):
-    """Sends operations to the MLflow store at ``uri`` (None: MLflow's default store).
-
-    ``reopen`` and ``ensure`` (runs a dead process left behind) are applied by
-    :class:`~tuner.tracking.restore.Reconciler`."""
+class Sender:
+    """Sends ``study`` to the store at ``uri`` from a daemon thread, started on the first wake-up."""
 
     def __init__(
-        self,
-        uri: str | None,
-        experiment: str | None,
-        spool_directory: str | os.PathLike[str] | None,
-        emit: Emit | None = None,
-        retry_seconds: float | None = None,
+        self, study: StudyRun, cond: threading.Condition, uri: str | None, spool_dir: str, warn: Warn
     ) -> None:
+        self.study, self.cond, self.spool_dir, self.warn = study, cond, spool_dir, warn
+        self.projector = Projector(uri, cond, self._note)
         self.uri = uri
-        self.experiment = experiment
-        self.spool_directory = spool_directory
-        self.emit: Emit = emit or (lambda event: None)
-        self.retry_seconds = RETRY_SECONDS if retry_seconds is None else retry_seconds
-        self.client: Any = None
-        self.ids: dict[str, tuple[str, str | None]] = {}  # uid -> (run id, experiment id)
-        self._experiments: dict[str, str] = {}  # name -> id
-        self.spool: SpoolFile | None = None  # set while offline
-        self.next_retry = 0.0
-        self.failures = 0  # failed attempts
-        self.dropped = 0  # operations given up (permanent errors)
-        self.sent = 0
-        self.last_error: str | None = None
-        self.locks = StudyLocks()  # study runs this sender writes (see tuner.tracking.restore)
-        self.children: dict[str, dict[str, KnownRun]] = {}
-
-    # -- connection ---------------------------------------------------------------------------------
-
-    def connect(self) -> str:
-        """Create the client (imports MLflow); returns the resolved tracking URI."""
-        if self.client is None:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=self.uri)
-            self.uri = absolute_sqlite(str(self.client.tracking_uri))
-        return str(self.uri)
+        self.failures = 0
+        self.ready = self.offline = False  # ready: the URI is resolved (or the store failed)
+        self.spool: SpoolFile | None = None
+        self._version = self._done = 0
+        self._thread: threading.Thread | None = None
+        self._closing = self._final = False
+        self._retry_at = 0.0
 
     @property
-    def offline(self) -> bool:
-        return self.spool is not None
+    def running(self) -> bool:
+        return self._thread is not None
 
-    # -- the loop's entry points ----------------------------------------------------------------------
+    def wake(self) -> None:
+        """The state changed (called with ``cond`` held)."""
+        self._version += 1
+        if self._thread is None and not self._closing:
+            self._thread = threading.Thread(target=_loop, args=(self,), daemon=True, name="regtuner-tracking")
+            self._thread.start()
+            atexit.register(_close_at_exit, weakref.ref(self))
+        self.cond.notify_all()
 
-    def handle(self, ops: Iterable[dict[str, Any]]) -> None:
-        """Send ``ops`` in order (or spool them while offline); never raises."""
-        later: list[dict[str, Any]] = []  # spooled in one write
-        for op in coalesce(ops):
-            if op["op"] == "bind":
-                self.ids[op["run"]] = (op["run_id"], op.get("experiment_id"))
-                if self.spool is not None:
-                    self.spool.bind({op["run"]: self.ids[op["run"]]})
-            elif self.spool is not None:
-                later.append(op)
-            else:
-                try:
-                    self._apply_guarded(op)
-                except _Offline as exc:
-                    self._go_offline(op, exc.__cause__ or exc)
-        if later and self.spool is not None:
-            self._spool_append(later)
-        if self.spool is not None and time.monotonic() >= self.next_retry:
-            self.recover()
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until a pass after this call is through (sent, or spooled); False on timeout."""
+        with self.cond:
+            if self._thread is None:
+                return True
+            self.wake()
+            target = self._version
+            return self.cond.wait_for(lambda: self._done >= target, timeout)
 
-    def idle_timeout(self) -> float | None:
-        """How long the loop may wait for operations before :meth:`recover` is due."""
-        if self.spool is None:
-            return None
-        return max(0.05, self.next_retry - time.monotonic())
-
-    def recover(self) -> bool:
-        """Replay this sender's spool; True when everything was sent and the sender is live again."""
-        spool = self.spool
-        if spool is None:
+    def close(self, timeout: float) -> bool:
+        """A last pass (even while the store is away), then stop; the spool keeps what is left.
+        False when the thread was still sending after ``timeout`` seconds."""
+        with self.cond:
+            thread, self._closing = self._thread, True
+            self.cond.notify_all()
+        if thread is None:
             return True
-        done = self.replay(spool)
-        if done:
-            spool.close(remove=True)
-            self.spool = None
-            self.emit({"event": "online"})
-        else:
-            self.next_retry = time.monotonic() + self.retry_seconds
-        return done
-
-    def replay(self, spool: SpoolFile) -> bool:
-        """Send the spooled operations after the last mark; stop at the first that fails."""
-        contents = read_spool(spool.path)
-        for uid, bound in contents.binds.items():
-            self.ids.setdefault(uid, bound)
-        position = contents.sent
-        for op in contents.pending:
-            try:
-                self._apply_guarded(op, replay=True)
-            except _Offline as exc:
-                self.last_error = short_message(exc.__cause__ or exc)
-                if position > contents.sent:
-                    spool.mark(position)
-                return False
-            position += 1
-            if position % 50 == 0:
-                spool.mark(position)
-        spool.mark(position)
-        return True
+        thread.join(timeout)
+        finished = not thread.is_alive()
+        with self.cond:
+            self._thread = None
+            if not finished:
+                self._save()  # what the thread has not marked sent is kept
+            if self.spool is not None:
+                self.spool.close(remove=not self.study.pending)
+        return finished
 
     def status(self) -> dict[str, Any]:
-        return {
-            "failures": self.failures,
-            "dropped": self.dropped,
-            "sent": self.sent,
-            "spooled": self.spool.pending if self.spool else 0,
-            "spool": str(self.spool.path) if self.spool else None,
-        }
+        """Parts sent and dropped, and what waits in the spool (``spool``: its file)."""
+        with self.cond:
+            study, spool = self.study, self.spool
+            pending = sum(t.pending for t in study.trials.values()) + (
+                study.name is not None and study.pending
+            )
+            return {
+                "failures": self.failures,
+                "sent": self.projector.sent,
+                "dropped": self.projector.dropped,
+                "spooled": int(pending) if spool else 0,
+                "spool": str(spool.path) if spool else None,
+            }
 
-    # -- sending --------------------------------------------------------------------------------------
+    # -- the thread -----------------------------------------------------------------------------------
 
-    def _apply_guarded(self, op: dict[str, Any], *, replay: bool = False) -> None:
-        """Apply ``op``; permanent errors drop it (counted), others raise :class:`_Offline`."""
-        once = replay or op["op"] == "create"
-        try:
-            with http_settings(HTTP_ONCE if once else HTTP):
-                self.connect()
-                self._apply(op, replay=replay)
-            self.sent += 1
-        except _Permanent as exc:
-            self._drop(op, exc)
-        except Exception as exc:
-            self.failures += 1
-            if error_code(exc) in PERMANENT:
-                self._drop(op, exc)
-            else:
-                raise _Offline(str(exc)) from exc
+    def _next(self) -> tuple[int, bool] | None:
+        """Wait for work: (the version to reach, whether to send now); None once closed."""
+        with self.cond:
+            while True:
+                if self._closing:  # one last pass, even while the store is away
+                    if self._final:
+                        return None
+                    self._final = True
+                    return self._version, True
+                wait = None
+                if self.offline:
+                    wait = self._retry_at - time.monotonic()
+                    if wait <= 0:
+                        return self._version, True
+                if self._done < self._version:
+                    return self._version, not self.offline
+                self.cond.wait(wait)
 
-    def _spool_append(self, ops: list[dict[str, Any]]) -> None:
-        assert self.spool is not None
-        try:
-            self.spool.append(ops)
-        except OSError as error:
-            for op in ops:
-                self._drop(op, error)
-
-    def _drop(self, op: dict[str, Any], exc: BaseException) -> None:
-        self.dropped += 1
-        if op.get("op") in ("artifact", "model"):
-            unstage(op["path"], self.spool_directory)  # no one will send it: free the staged copy
-        event = {"event": "dropped", "what": describe(op), "message": short_message(exc)}
-        self.emit({**event, "failures": self.failures})
-
-    def _go_offline(self, op: dict[str, Any], exc: BaseException) -> None:
-        try:
-            self.spool = SpoolFile.create(self.spool_directory, self.uri, self.experiment, dict(self.ids))
-        except OSError as error:  # no spool (disk full, read-only): the operation is lost, say so
-            self._drop(op, error)
-            return
-        self._spool_append([op])
-        self.next_retry = time.monotonic() + self.retry_seconds
-        event = {"event": "offline", "what": describe(op), "message": short_message(exc)}
-        self.emit({**event, "spool": str(self.spool.path), "failures": self.failures})
-
-    def _apply(self, op: dict[str, Any], *, replay: bool) -> None:
-        kind = op["op"]
-        if kind == "create":
-            self._create(op, replay=replay)
-            return
-        if kind in ("reopen", "ensure"):
-            (self._reopen if kind == "reopen" else self._ensure)(op, replay=replay)
-            return
-        run_id = self._run_id(op["run"])
-        client = self.client
-        if kind == "log":
-            self._log_batch(run_id, op.get("metrics", ()), op.get("params", {}), op.get("tags", {}))
-        elif kind == "text":
-            client.log_text(run_id, op["text"], op["path"])
-        elif kind == "artifact":
-            self._artifact(run_id, op)
-        elif kind == "model":
-            self._model(run_id, op)
-        elif kind == "end":
-            client.set_terminated(run_id, op["status"], end_time=op.get("time"))
-        else:
-            raise _Permanent(f"unknown operation {kind!r}")
-
-    def _experiment_id(self, name: str) -> str:
-        if name not in self._experiments:
-            client = self.client
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                try:  # its kind opens the MLflow UI on the runs, not on the GenAI overview
-                    self._experiments[name] = client.create_experiment(name, tags=EXPERIMENT_TAGS)
-                except Exception:
-                    found = client.get_experiment_by_name(name)  # another process created it meanwhile
-                    if found is None:
-                        raise
-            if found is not None:
-                if found.lifecycle_stage == "deleted":
-                    client.restore_experiment(found.experiment_id)
-                    self.emit(
-                        {"event": "note", "message": f"restored the deleted MLflow experiment {name!r}"}
-                    )
-                self._experiments[name] = found.experiment_id
-        return self._experiments[name]
-
-    def _find(self, uid: str, experiment_id: str) -> Any:
-        runs = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`regtuner.uid` = '{uid}'", max_results=1
-        )
-        return runs[0] if runs else None
-
-    def _create(self, op: dict[str, Any], *, replay: bool) -> None:
-        uid = op["run"]
-        if uid in self.ids:
-            return  # created before (a replayed create that had gone through)
-        experiment_id = self._experiment_id(op.get("experiment") or self.experiment or "Default")
-        tags = dict(op.get("tags", {}))
-        tags["regtuner.uid"] = uid
-        if op.get("parent"):
-            tags["mlflow.parentRunId"] = self._run_id(op["parent"], experiment_id)
-        else:
-            self.locks.hold(self.spool_directory, uid, 0)  # this worker writes the study run
-        run = self._find(uid, experiment_id) if replay else None
-        if run is None:
+    def _pass(self, target: int, send: bool) -> None:
+        error = None
+        if send:
             try:
-                start = op.get("time")  # when the study made it, not when it reached the store
-                run = self.client.create_run(
-                    experiment_id, start_time=start, run_name=op.get("name"), tags=tags
+                self.projector.project(self.study)
+            except Offline as exc:
+                error = str(exc)
+        with self.cond:
+            self.ready = True
+            self.uri = self.uri or self.projector.uri
+            if error is not None:
+                self.failures += 1
+                self.offline = True
+                self._retry_at = time.monotonic() + float(
+                    os.environ.get("REGTUNER_TRACKING_RETRY_SECONDS", "20")
                 )
-            except Exception:
-                # the server may have created it and the answer got lost: look before anyone retries
-                try:
-                    run = self._find(uid, experiment_id)
-                except Exception:
-                    run = None
-                if run is None:
-                    raise
-        self._bind(uid, run.info.run_id, experiment_id)
+            elif send:
+                self.offline = False
+            if self.offline:
+                self._save()
+            elif self.spool is not None and not self.study.pending:
+                self.spool.close(remove=True)
+                self.spool = None
+            if error is not None:
+                self.warn("send", error, str(self.spool.path) if self.spool else None, False)
+            self._done = max(self._done, target)
+            self.cond.notify_all()
 
-    def _bind(self, uid: str, run_id: str, experiment_id: str | None) -> None:
-        self.ids[uid] = (run_id, experiment_id)
-        if self.spool is not None:
-            self.spool.bind({uid: (run_id, experiment_id)})
-        self.emit({"event": "run", "run": uid, "run_id": run_id, "experiment_id": experiment_id})
+    def _save(self) -> None:
+        """Keep the unsent state in the spool (``cond`` held)."""
+        try:
+            if self.spool is None:
+                self.spool = SpoolFile.create(self.spool_dir, self.uri, self.study.uid)
+            self.spool.write(self.study)
+        except OSError as exc:  # no spool (disk full, read-only): say so once
+            self.warn("spool", f"{type(exc).__name__}: {exc}", None, True)
 
-    def _run_id(self, uid: str, experiment_id: str | None = None) -> str:
-        if uid in self.ids:
-            return self.ids[uid][0]
-        experiment_id = experiment_id or (self._experiment_id(self.experiment) if self.experiment else None)
-        run = self._find(uid, experiment_id) if experiment_id else None
-        if run is None:
-            raise _Permanent(f"no MLflow run carries regtuner.uid={uid}; its creation was lost")
-        self._bind(uid, run.info.run_id, run.info.experiment_id)
-        return run.info.run_id
-
-    def _log_batch(
-        self, run_id: str, metrics: Iterable[Any], params: Mapping[str, str], tags: Mapping[str, str]
-    ) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        ms = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
-        ps = [Param(k, str(v)) for k, v in params.items()]
-        ts_ = [RunTag(k, str(v)) for k, v in tags.items()]
-        while ms or ps or ts_:  # at most 1000 metrics, 100 params, 100 tags, 1000 entities per call
-            p, t = ps[:_MAX_PARAMS_TAGS], ts_[:_MAX_PARAMS_TAGS]
-            ps, ts_ = ps[_MAX_PARAMS_TAGS:], ts_[_MAX_PARAMS_TAGS:]
-            room = min(_MAX_METRICS, _MAX_ENTITIES - len(p) - len(t))
-            m, ms = ms[:room], ms[room:]
-            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
-
-    def _artifact(self, run_id: str, op: dict[str, Any]) -> None:
-        path = Path(op["path"])
-        if not path.exists():
-            raise _Permanent(f"the staged artifact {path} is gone")
-        if path.is_dir():
-            self.client.log_artifacts(run_id, str(path), op.get("dest"))
-        else:
-            self.client.log_artifact(run_id, str(path), op.get("dest"))
-        unstage(path, self.spool_directory)
-
-    def _model(self, run_id: str, op: dict[str, Any]) -> None:
-
-        path = Path(op["path"])
-        if not path.is_dir():
-            raise _Permanent(f"the staged model {path} is gone")
-        experiment_id = (
-            self.ids.get(op["run"], (None, None))[1] or self.client.get_run(run_id).info.experiment_id
-        )
-        upload_model(
-            self.client, experiment_id, run_id, path, op["uid"], op.get("name", "model"), op.get("tags", {})
-        )
-        unstage(path, self.spool_directory)
+    def _note(self, kind: str, what: str, message: str) -> None:
+        if kind == "note":
+            log.info("MLflow tracking: %s", message)
+            return
+        with self.cond:
+            self.warn(what, message, None, True)
 
 
-class _Offline(Exception):
-    """The store did not answer: spool and retry later."""
+def _loop(sender: Sender) -> None:
+    while (work := sender._next()) is not None:
+        try:
+            sender._pass(*work)
+        except Exception as exc:  # a bug here must not end the thread (and with it every later send)
+            with sender.cond:
+                sender.failures += 1
+                sender.warn("send", f"{type(exc).__name__}: {exc}", None, True)
+                sender._done = max(sender._done, work[0])
+                sender.cond.notify_all()
+
+
+def _close_at_exit(ref: weakref.ref[Sender]) -> None:
+    sender = ref()
+    if sender is not None:
+        with contextlib.suppress(Exception):
+            sender.close(float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120")))

@@ -1,27 +1,19 @@
-"""The tracking spool: MLflow operations that could not be sent, kept in a local JSON-lines file.
+"""The tracking spool: the part of a study MLflow has not taken yet, kept in a local JSON file.
 
-A spool file is append-only. Its first line is a header (``{"spool": 1, "uri": ..., "experiment": ...}``);
-then come, in any mix and in the order they happened:
-
-- operations (``{"op": "create" | "reopen" | "ensure" | "log" | "text" | "artifact" | "model" | "end",
-  ...}``), in the order they must be sent;
-- binds (``{"bind": UID, "run_id": ..., "experiment_id": ...}``): a run our operations name by UID exists
-  in MLflow under that id;
-- marks (``{"mark": N}``): the first N operations have been sent.
-
-Nothing is ever rewritten, so a crash while replaying loses no line, and a replay that stops part-way goes
-on from the last mark. A process that owns a spool file ``<name>.jsonl`` holds an exclusive OS lock
-(:func:`os_lock`: ``flock`` on POSIX) on its sibling ``<name>.jsonl.lock``, so ``regtuner sync`` skips
-files a running study is still writing; the lock dies with its process, even one killed with SIGKILL.
-The lock file is removed with the spool file once everything was sent. The URI in the header has no user
-name, password or query: credentials come from MLflow's environment variables, never from a file.
-Staged files (artifacts, models) that operations point to live in ``<spool dir>/staged/``.
+While the store does not answer, the tracker keeps the study's :class:`~tuner.tracking.state.StudyRun`
+(what MLflow should hold, with how much of it was sent) in ``<spool dir>/<study uid>-<id>.json``,
+rewritten whole (a temporary file renamed over it, so never torn) as the study goes on; the file goes once
+everything is sent. The trials' own records are also in the Optuna storage, which a resumed study
+projects again (``restore_trials``). A process that owns a spool file holds an exclusive OS lock
+(:func:`os_lock`: ``flock`` on POSIX) on its sibling ``<name>.lock``, so ``regtuner sync`` skips files a
+running study still writes; the lock dies with its process, even one killed with SIGKILL. The URI in the
+header has no user name, password or query: credentials come from MLflow's environment variables, never
+from a file. Staged files (artifacts, models) wait in ``<spool dir>/staged/``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import inspect
 import json
@@ -29,12 +21,13 @@ import os
 import shutil
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import filelock
+
+from tuner.tracking.state import StudyRun
 
 __all__ = [
     "SPOOL_VERSION",
@@ -47,7 +40,7 @@ __all__ = [
     "clean_uri",
 ]
 
-SPOOL_VERSION = 1
+SPOOL_VERSION = 2
 DEFAULT_DIR = ".regtuner/spool"
 
 
@@ -101,140 +94,82 @@ def spool_files(directory: str | os.PathLike[str] | None = None) -> list[Path]:
     folder = spool_dir(directory)
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+    return sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
 
 
 @dataclass
 class SpoolContents:
-    """What a spool file holds: its header, every operation, the binds, and how many were sent."""
+    """What a spool file holds: its header (format, tracking URI) and the study's state."""
 
     header: dict[str, Any]
-    ops: list[dict[str, Any]] = field(default_factory=list)
-    binds: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    sent: int = 0
-
-    @property
-    def pending(self) -> list[dict[str, Any]]:
-        return self.ops[self.sent :]
+    study: StudyRun
 
 
 def read_spool(path: str | os.PathLike[str]) -> SpoolContents:
-    """Parse a spool file; a torn last line (the writer died mid-write) is ignored."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    contents = SpoolContents(header={})
-    for number, line in enumerate(lines):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:
-                break
-            raise ValueError(
-                f"spool file {path} line {number + 1} is not JSON; move the file away."
-            ) from None
-        if number == 0:
-            if entry.get("spool") != SPOOL_VERSION:
-                raise ValueError(f"{path} is not a regtuner spool file (version {SPOOL_VERSION}).")
-            contents.header = entry
-        elif "op" in entry:
-            contents.ops.append(entry)
-        elif "bind" in entry:
-            contents.binds[entry["bind"]] = (entry["run_id"], entry.get("experiment_id"))
-        elif "mark" in entry:
-            contents.sent = max(contents.sent, int(entry["mark"]))
-    return contents
+    """Parse a spool file (written whole, then renamed into place: never torn)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        header = data["header"]
+        if header.get("spool") != SPOOL_VERSION:
+            raise ValueError(f"version {header.get('spool')!r}")
+        return SpoolContents(header, StudyRun.from_json(data["study"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a regtuner spool file (format {SPOOL_VERSION}): {exc}; move the file away."
+        ) from None
 
 
 class SpoolFile:
-    """An open spool file that this process owns (locked) and appends to."""
+    """A spool file this process owns (locked): the unsent state of one study, rewritten as it changes."""
 
-    def __init__(self, path: Path, handle: Any, lock: filelock.BaseFileLock | None = None) -> None:
-        self.path = path
-        self._handle = handle
-        self._lock_file = lock if lock is not None else os_lock(lock_path(path))
-        self.ops = 0  # operations in the file
-        self.sent = 0  # ...of which this many were sent (the last mark)
+    def __init__(self, path: Path, lock: filelock.BaseFileLock, uri: str | None = None) -> None:
+        self.path, self._lock, self.uri = path, lock, clean_uri(uri)
 
     @classmethod
-    def create(
-        cls,
-        directory: str | os.PathLike[str] | None,
-        uri: str | None,
-        experiment: str | None,
-        binds: Mapping[str, tuple[str, str | None]] = {},  # noqa: B006 - read only
-    ) -> SpoolFile:
-        """A new spool file in ``directory`` with its header and the binds known so far."""
+    def create(cls, directory: str | os.PathLike[str] | None, uri: str | None, uid: str) -> SpoolFile:
+        """A new spool file for study ``uid`` (an OSError when the folder cannot be written)."""
         folder = spool_dir(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = folder / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        path = folder / f"{uid}-{uuid.uuid4().hex[:8]}.json"
         lock = os_lock(lock_path(path))
-        _take(lock, block=True)  # a new name: no one else holds it (where locks work at all)
-        try:
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open while the spool lives
-        except OSError:
-            _drop(lock, remove=True)
-            raise
-        spool = cls(path, handle, lock)
-        header = {"spool": SPOOL_VERSION, "uri": clean_uri(uri), "experiment": experiment, "pid": os.getpid()}
-        spool._write([header])
-        spool.bind(binds)
-        return spool
+        _take(lock, block=True)
+        return cls(path, lock, uri)
 
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str]) -> SpoolFile | None:
-        """Open ``path`` to replay it, or None when another process holds it (a running study).
-
-        None too when the file is gone once the lock is had: its owner sent it all and removed it."""
+        """Own an existing spool file to send it; None when a live process owns it (or it is gone)."""
+        path = Path(path)
         lock = os_lock(lock_path(path))
-        if not _take(lock, block=False):
+        try:
+            if not _take(lock, block=False):
+                return None
+        except OSError:
             return None
-        if not os.path.isfile(path):
+        if not path.exists():  # sent and removed by its owner while we waited
             _drop(lock, remove=True)
             return None
-        try:
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open while the spool lives
-        except OSError:
-            _drop(lock)
-            raise
-        spool = cls(Path(path), handle, lock)
-        contents = read_spool(path)
-        spool.ops, spool.sent = len(contents.ops), contents.sent
-        return spool
+        return cls(path, lock, read_spool(path).header.get("uri"))
 
-    def append(self, ops: Iterable[Mapping[str, Any]]) -> None:
-        """Add operations to send later."""
-        ops = list(ops)
-        self._write(ops)
-        self.ops += len(ops)
-
-    def bind(self, binds: Mapping[str, tuple[str, str | None]]) -> None:
-        """Record that runs exist: ``{uid: (run_id, experiment_id)}``."""
-        self._write([{"bind": uid, "run_id": rid, "experiment_id": eid} for uid, (rid, eid) in binds.items()])
-
-    def mark(self, sent: int) -> None:
-        """Record that the first ``sent`` operations have been sent."""
-        self.sent = sent
-        self._write([{"mark": sent}])
-
-    @property
-    def pending(self) -> int:
-        return self.ops - self.sent
+    def write(self, study: StudyRun) -> None:
+        """Replace the file's contents with ``study`` (a temporary file renamed over it)."""
+        text = json.dumps(
+            {"header": {"spool": SPOOL_VERSION, "uri": self.uri}, "study": study.to_json()},
+            separators=(",", ":"),
+            default=str,
+        )
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
 
     def close(self, *, remove: bool = False) -> None:
-        """Release the file; ``remove`` deletes it and its lock file (everything was sent)."""
+        """Release the file; ``remove`` deletes it (everything was sent)."""
         if remove:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        if not self._handle.closed:
-            self._handle.close()
-        _drop(self._lock_file, remove=remove)  # after the data is gone: a waiter finds no file
-
-    def _write(self, entries: Iterable[Mapping[str, Any]]) -> None:
-        text = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in entries)
-        if text:
-            self._handle.write(text)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+        _drop(self._lock, remove=remove)  # after the data is gone: a waiter finds no file
 
 
 def _take(lock: filelock.BaseFileLock, *, block: bool) -> bool:

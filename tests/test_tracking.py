@@ -185,6 +185,7 @@ def test_metrics_are_flushed_mid_trial_and_large_batches_are_split(mlflow_server
     assert tracker.flush(60)
     run_id = tracker.trial_runs[0]
     assert [m["step"] for m in metric_history(mlflow_server, run_id, "val_loss")] == [0, 1]  # flushed at 6
+    assert [row[3] for row in tracker._study.trials[0].rows] == [2, 2, 2]  # sent rows are not kept
 
     wide = {f"m{i}": float(i) for i in range(1100)}  # over the 1000 metrics of one log_batch call
     record = TrialRecord(0, params, "complete", (0.5,), (*(epoch_metrics(0, e) for e in range(3)), wide))

@@ -174,14 +174,20 @@ class Projector:
                 trial.run_id, self._found[uid] = known.run_id, known
                 held = known.status != "RUNNING" and known.status == status
                 if held and (status == "KILLED" or known.tags.get("state") == outcome.get("state")):
-                    trial.sent, trial.params_sent, trial.done = end, True, True
+                    with self.lock:
+                        del trial.rows[:end]
+                        trial.released -= end
+                        trial.params_sent, trial.done = True, True
                     return  # the run holds the outcome already
         rows = trial.rows[trial.sent : end]
         if known is not None:
             rows = [row for row in rows if int(row[3]) > known.steps.get(row[0], -1)]
             params = {k: v for k, v in params.items() if k not in known.params}
         self._batch(trial.run_id, rows, {} if trial.params_sent else params, outcome if status else {})
-        trial.sent, trial.params_sent = end, True
+        with self.lock:  # sent rows are not kept: a long study holds only what is unsent
+            del trial.rows[:end]
+            trial.released -= end
+            trial.sent, trial.params_sent = 0, True
         if not status:
             return
         if known is not None and "error" in known.tags and "error" not in outcome:

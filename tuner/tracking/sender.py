@@ -26,6 +26,8 @@ __all__ = ["Sender"]
 
 log = logging.getLogger("tuner")
 
+SAVE_SECONDS = 5.0  # while the store is away, the spool is rewritten at most this often (and on close)
+
 Warn = Callable[[str, str, "str | None", bool], None]  # (what failed, message, spool file, local)
 
 
@@ -44,7 +46,7 @@ class Sender:
         self._version = self._done = 0
         self._thread: threading.Thread | None = None
         self._closing = self._final = False
-        self._retry_at = 0.0
+        self._retry_at = self._saved_at = 0.0
 
     @property
     def running(self) -> bool:
@@ -139,7 +141,7 @@ class Sender:
                 )
             elif send:
                 self.offline = False
-            if self.offline:
+            if self.offline and (send or self._closing or time.monotonic() >= self._saved_at + SAVE_SECONDS):
                 self._save()
             elif self.spool is not None and not self.study.pending:
                 self.spool.close(remove=True)
@@ -151,6 +153,7 @@ class Sender:
 
     def _save(self) -> None:
         """Keep the unsent state in the spool (``cond`` held)."""
+        self._saved_at = time.monotonic()
         try:
             if self.spool is None:
                 self.spool = SpoolFile.create(self.spool_dir, self.uri, self.study.uid)

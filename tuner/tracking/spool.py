@@ -84,7 +84,7 @@ def os_lock(path: str | os.PathLike[str]) -> filelock.BaseFileLock:
 
 
 def lock_path(path: str | os.PathLike[str]) -> Path:
-    """The lock file of spool file ``path``: ``<path>.lock`` beside it (not a ``*.jsonl`` name)."""
+    """The lock file of spool file ``path``: ``<path>.lock`` beside it (not a ``*.json`` name)."""
     path = Path(path)
     return path.with_name(path.name + ".lock")
 

@@ -70,8 +70,8 @@ class TrialRun:
     tags: dict[str, str]  # the tags it is created with
     params: dict[str, str] = field(default_factory=dict)
     rows: list[list[Any]] = field(default_factory=list)
-    released: int = 0  # rows [0, released) may be sent (epochs are batched)
-    sent: int = 0  # rows [0, sent) are in the store
+    released: int = 0  # rows [0, released) may be sent (epochs are batched); sent rows are dropped
+    sent: int = 0  # rows [0, sent) are in the store (0 but in a sync of an older state)
     params_sent: bool = False
     epochs: int = 0  # epochs [0, epochs) have rows
     status: str | None = None  # FINISHED / FAILED / KILLED: the trial ended, close the run

@@ -83,6 +83,12 @@ def planted_adapters(monkeypatch):
     planted.install(monkeypatch)
 
 
+@pytest.fixture
+def thread_worker(monkeypatch):
+    """The tracking worker in a thread of this process: quicker to start than the worker process."""
+    monkeypatch.setenv("REGTUNER_TRACKING_WORKER", "thread")
+
+
 # -- Ray ----------------------------------------------------------------------------------------------
 
 

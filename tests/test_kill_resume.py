@@ -61,14 +61,18 @@ def _kill_mid_trial(proc: subprocess.Popen, storage: str, within: float) -> None
 
 
 @pytest.mark.parametrize(
-    "tracking",
+    "tracking, worker",
     [
-        False,
-        # the sender thread dies with the study: whatever it had not sent is rebuilt from the Optuna storage
-        pytest.param("sqlite:///mlflow.db", marks=pytest.mark.mlflow),
+        (False, None),
+        # the tracking worker process outlives the killed study: it spools what it had not sent and exits
+        pytest.param("sqlite:///mlflow.db", "process", marks=pytest.mark.mlflow),
+        # the worker thread dies with the study: whatever it had not sent is rebuilt from the Optuna storage
+        pytest.param("sqlite:///mlflow.db", "thread", marks=pytest.mark.mlflow),
     ],
 )
-def test_sigkill_mid_trial_then_resume(tmp_path, tracking):
+def test_sigkill_mid_trial_then_resume(tmp_path, monkeypatch, tracking, worker):
+    if worker:
+        monkeypatch.setenv("REGTUNER_TRACKING_WORKER", worker)
     if tracking:  # the store exists: a kill while MLflow creates its tables would corrupt it (MLflow's issue)
         from mlflow.tracking import MlflowClient
 

@@ -15,7 +15,7 @@ from tuner.tracking import mlflow_tracker as tracking_mlflow
 
 
 @pytest.fixture(autouse=True)
-def every_epoch_sent(monkeypatch):
+def every_epoch_sent(thread_worker, monkeypatch):  # thread_worker: conftest.py
     monkeypatch.setattr(tracking_mlflow, "FLUSH_METRICS", 1)  # every epoch is sent as it comes
 
 

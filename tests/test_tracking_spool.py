@@ -211,6 +211,40 @@ def test_a_run_deleted_mid_study_costs_that_trial_only(mlflow_server):
         assert steps(mlflow_server, child, "val_loss") == list(range(EPOCHS))
 
 
+def test_a_tracking_worker_that_dies_mid_trial_is_replaced_and_nothing_is_lost(mlflow_server, monkeypatch):
+    from tuner.tracking import mlflow_tracker
+
+    monkeypatch.setattr(mlflow_tracker, "FLUSH_METRICS", 1)  # each epoch is shipped as it comes
+    first, second, third = records()
+    tracker = MlflowTracker(mlflow_server, "exp-died")
+    tracker.start_study(study_info("study-died", "exp-died"))
+    tracker.trial_started(0, first.params)
+    tracker.trial_finished(first)
+    tracker.trial_started(1, second.params)
+    for epoch in range(2):
+        tracker.epoch_logged(1, epoch, epoch_metrics(1, epoch))
+    assert tracker.flush(60)
+    half_way = metric_history(mlflow_server, tracker.trial_runs[1], "val_loss")
+    assert [m["step"] for m in half_way] == [0, 1]  # trial 1 has its run, with two epochs
+    tracker._channel._worker.process.kill()  # the worker process is killed (OOM killer, a stray kill -9)
+    with pytest.warns(TrackingWarning, match="tracking worker exited"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not tracker._warnings and not tracker._warned:
+            time.sleep(0.1)
+        tracker.epoch_logged(1, 2, epoch_metrics(1, 2))
+    tracker.trial_finished(second)
+    tracker.trial_started(2, third.params)
+    tracker.trial_finished(third)
+    tracker.end_study(SUMMARY)
+    assert tracker.failures >= 1
+    parents, children = split(find_runs(mlflow_server, "exp-died"))
+    assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
+    seen = (tracker.status, tracker._channel.runs, [tags_of(r) for r in find_runs(mlflow_server, "exp-died")])
+    assert sorted(children) == [0, 1, 2], seen  # trial 1 kept its run: found again, given what it lacked
+    for child in children.values():
+        assert steps(mlflow_server, child, "val_loss") == list(range(EPOCHS))
+
+
 def test_sync_names_an_older_operation_log_instead_of_skipping_it_quietly(tmp_path, capsys):
     (tmp_path / "20261120-abc.jsonl").write_text('{"spool": 1, "uri": "http://host:5000"}\n')
     assert main(["sync", "--spool-dir", str(tmp_path)]) == 1

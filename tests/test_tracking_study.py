@@ -12,6 +12,9 @@ from tests.test_tracking import EPOCHS, SUMMARY, records, study_info
 from tuner import tune
 from tuner.tracking import MlflowTracker, StudySummary, make_tracker
 
+# the layout does not depend on where the tracking worker runs: the thread one is quicker to start
+pytestmark = pytest.mark.usefixtures("thread_worker")  # conftest.py, like numpy_adapter
+
 
 def by_role(url: str, experiment: str) -> tuple[list[dict], dict[int, dict]]:
     runs = find_runs(url, experiment)

@@ -1,9 +1,10 @@
 """MLflow tracker: one experiment per study, a parent run per study, a child run per trial.
 
 The study's driver is the only writer: trials that run elsewhere (Ray workers) report their epochs and
-records to it. The tracker keeps what MLflow should hold (:class:`~tuner.tracking.state.StudyRun`), and
-a sender thread brings the store up to it (:class:`~tuner.tracking.projection.Projector`). Public calls
-only change that state: they never wait for MLflow and never raise because the store failed. The first
+records to it. The tracker keeps what MLflow should hold (:class:`~tuner.tracking.state.StudyRun`) and
+ships its changes to the tracking worker, a child process that brings the store up to it
+(:mod:`tuner.tracking.worker`, :class:`~tuner.tracking.projection.Projector`). Public calls only change
+that state: they never wait for MLflow and never raise because the store failed. The first
 failure warns (:class:`~tuner.tracking.base.TrackingWarning`), later ones are counted in
 ``tracker.failures``; while the store is away the state is kept in the spool
 (:mod:`tuner.tracking.spool`) and sent when the store is back, at the end of the study, or by
@@ -26,6 +27,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -43,10 +45,10 @@ from tuner.tracking.base import (
     params_to_strings,
     ui_url,
 )
-from tuner.tracking.model_logging import FLAVORS, save_model
-from tuner.tracking.sender import Sender
+from tuner.tracking.model_logging import FLAVORS, save_model, warm_up
 from tuner.tracking.spool import spool_dir, stage, staged_dir
-from tuner.tracking.state import StudyRun
+from tuner.tracking.state import StudyRun, take_changes
+from tuner.tracking.worker import Channel
 
 __all__ = ["MlflowTracker"]
 
@@ -88,28 +90,33 @@ class MlflowTracker(Tracker):
         self._spool_dir = str(spool_dir(spool_directory))
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._sender = Sender(self._study, self._changed, self._uri, self._spool_dir, self._queue_warning)
+        relay = _Relay(weakref.ref(self))
+        self._channel = Channel(self._changed, self._uri, self._spool_dir, relay.warn, relay.lost)
+        weakref.finalize(self, _close_quietly, self._channel)
+        self._dirty: set[int] = set()
+        self._fresh: set[int] = set()
         self._last_send: dict[int, float] = {}
+        self._records: dict[int, TrialRecord] = {}  # ended trials, to ship again to a replaced worker
         self._warned, self._local_failures = False, 0
         self._warnings: list[str] = []
 
     @property
     def failures(self) -> int:  # type: ignore[override]
         """Tracking calls and sends that failed (the first one also warned)."""
-        return self._local_failures + self._sender.failures
+        return self._local_failures + int(self._channel.report["failures"])
 
     # -- public state -------------------------------------------------------------------------------
 
     @property
     def run_id(self) -> str | None:
-        """The study run's id; waits (at most a minute) for the sender to create it."""
+        """The study run's id; waits (at most a minute) for the worker to create it."""
         with self._changed:
-            if self._study.run_id is None and self._study.name is not None and self._sender.running:
+            channel = self._channel
+            if self._study.run_id is None and self._study.name is not None and channel.running:
                 self._changed.wait_for(
-                    lambda: self._study.run_id is not None or self._sender.offline or self._study.done,
-                    WAIT_SECONDS,
+                    lambda: channel.run_id or channel.offline or channel.done, WAIT_SECONDS
                 )
-            return self._study.run_id
+            return self._study.run_id or self._channel.run_id
 
     @property
     def study_uid(self) -> str:
@@ -119,15 +126,15 @@ class MlflowTracker(Tracker):
     @property
     def experiment_id(self) -> str | None:
         """The study's MLflow experiment id, once known."""
-        return self._study.experiment_id
+        return self._study.experiment_id or self._channel.experiment_id
 
     @property
     def tracking_uri(self) -> str | None:
-        """The URI in use; None until the sender has resolved MLflow's default (sqlite made absolute)."""
+        """The URI in use; None until the worker has resolved MLflow's default (sqlite made absolute)."""
         with self._changed:
-            if self._sender.uri is None and self._sender.running:
-                self._changed.wait_for(lambda: self._sender.ready, WAIT_SECONDS)
-            return self._sender.uri
+            if self._channel.uri is None and self._channel.running:
+                self._changed.wait_for(lambda: self._channel.ready, WAIT_SECONDS)
+            return self._channel.uri
 
     @property
     def run_url(self) -> str | None:
@@ -141,21 +148,22 @@ class MlflowTracker(Tracker):
     def trial_runs(self) -> dict[int, str]:
         """Run ids of the trial runs created so far, by trial number."""
         with self._lock:
-            return {n: t.run_id for n, t in self._study.trials.items() if t.run_id is not None}
+            return dict(self._channel.runs)
 
     @property
     def status(self) -> dict[str, Any]:
-        """What the sender did: parts sent and dropped, and what waits in the spool (``spool``: its file)."""
-        return self._sender.status()
+        """What the worker did: parts sent and dropped, and what waits in the spool (``spool``: its file)."""
+        with self._lock:
+            return dict(self._channel.report)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ship the resolved URI and run ids to workers; the thread, locks and trials stay here.
+        # Ship the resolved URI and run ids to Ray; the worker, locks and trials stay here.
         return {
             "uri": self.tracking_uri,
             "experiment": self.experiment,
             "parent": self.run_id,
             "uid": self._study.uid,
-            "experiment_id": self._study.experiment_id,
+            "experiment_id": self.experiment_id,
             "tags": self._study.tags,
             "spool_dir": self._spool_dir,
         }
@@ -176,32 +184,38 @@ class MlflowTracker(Tracker):
         with self._guard("start the study run"):
             self._study.start(info, resume=self._resuming)
             self._study.lookup = self._resuming
-            self._wake()
+            self._wake(head=True)
+            if info.framework:
+                warm_up(info.framework)  # the best model is saved here at the end: import MLflow meanwhile
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
         with self._guard("start a trial run"):
             self._study.trial(number).params = params_to_strings(params)
             self._last_send[number] = time.monotonic()
-            self._wake()
+            self._wake(number)
 
     def epoch_logged(self, number: int, epoch: int, metrics: Mapping[str, float]) -> None:
         with self._guard("log an epoch"):
             trial = self._study.trial(number)
             trial.add_epoch(metrics, epoch)
             due = time.monotonic() - self._last_send.get(number, 0.0) >= FLUSH_SECONDS
+            if trial.lookup:  # replayed: its record brings every epoch when it ends
+                return
             if len(trial.rows) - trial.released >= FLUSH_METRICS or due:
                 trial.released = len(trial.rows)
                 self._last_send[number] = time.monotonic()
-                self._wake()
+                self._wake(number)
 
     def trial_finished(self, record: TrialRecord) -> None:
         with self._guard("finish a trial run"):
             self._study.trial(record.number).finish(record)
+            self._records[record.number] = record
             self._last_send.pop(record.number, None)
-            if record.framework and "regtuner.framework" not in self._study.tags:
+            head = bool(record.framework and "regtuner.framework" not in self._study.tags)
+            if head:
                 self._study.tags["regtuner.framework"] = record.framework
                 self._study.extra_tags["regtuner.framework"] = record.framework
-            self._wake()
+            self._wake(record.number, head=head)
         if self._study.name is None:  # a remote copy: nobody calls end_study, send each trial before the next
             self.flush(REMOTE_FLUSH_SECONDS)
 
@@ -210,8 +224,7 @@ class MlflowTracker(Tracker):
         created if it is missing, completed if it is unfinished, left alone if it holds the outcome."""
         with self._guard("restore trial runs"):
             for record in records:
-                self._study.trials.pop(record.number, None)
-                self._study.trial(record.number).finish(record, lookup=True)
+                self._restore(record)
             self._wake()
 
     def log_model(self, model: Any, framework: str, input_example: Any = None) -> None:
@@ -243,6 +256,7 @@ class MlflowTracker(Tracker):
             for trial in self._study.trials.values():
                 if trial.status is None:  # trials the study never finished
                     trial.kill()
+                    self._dirty.add(trial.number)
             if self._study.name is None and self._study.run_id is None:
                 return  # no study run to write to
             for artifact_path, local in summary.artifacts.items():
@@ -253,33 +267,59 @@ class MlflowTracker(Tracker):
                 dest = os.path.dirname(artifact_path.rstrip("/")) or None
                 self._study.files.append({"kind": "artifact", "path": str(staged), "dest": dest})
             self._study.end(summary, status)
-            self._wake()
+            self._wake(head=True)
         self.close()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the sender has sent (or spooled) everything reported so far; False on timeout."""
-        done = self._sender.flush(timeout)
+        """Wait until the worker has sent (or spooled) everything reported so far; False on timeout."""
+        done = self._channel.flush(timeout)
         with self._lock:
             self._warn_pending()
         return done
 
     def close(self, timeout: float | None = None) -> bool:
-        """Make a last try (even while the store is away), stop the sender; False on timeout.
+        """Make a last try (even while the store is away), stop the worker; False on timeout.
 
         What is still unsent then stays in the spool, for ``regtuner sync``."""
-        running = self._sender.running
-        finished = self._sender.close(CLOSE_SECONDS if timeout is None else timeout)
+        running = self._channel.running
+        finished = self._channel.close(CLOSE_SECONDS if timeout is None else timeout)
         with self._lock:
             self._warn_pending()
-            spool, pending = self._sender.spool, self._study.pending
+            report = dict(self._channel.report)
         if running:
-            log_unsent(finished, bool(spool and pending), self._uri, str(spool.path) if spool else None)
+            log_unsent(finished, bool(report["spooled"]), self.tracking_uri, report["spool"])
         return finished
 
-    def _wake(self) -> None:
-        self._sender.wake()
+    def _wake(self, *numbers: int, head: bool = False) -> None:
+        """Ship the trials ``numbers`` (and those marked dirty), the study's head with ``head``."""
+        self._dirty.update(numbers)
+        change = take_changes(self._study, self._dirty, self._fresh, head)
+        self._dirty.clear()
+        self._fresh.clear()
+        self._channel.ship(self._study, change)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _restore(self, record: TrialRecord) -> None:
+        self._study.trials.pop(record.number, None)
+        self._study.trial(record.number).finish(record, lookup=True)
+        self._records[record.number] = record
+        self._dirty.add(record.number)
+        self._fresh.add(record.number)
+
+    def _ship_again(self) -> None:
+        """The worker died with what it had not sent: its replacement gets everything (lock held). Runs
+        are looked up first, and get only what they lack."""
+        study = self._study
+        study.run_id, study.lookup = study.run_id or self._channel.run_id, True
+        for number, trial in list(study.trials.items()):
+            if number in self._records:
+                self._restore(self._records[number])
+            else:  # still running: the epochs it reported live come again with its record
+                study.trials[number] = type(trial)(number, trial.tags, trial.params, lookup=True)
+                self._dirty.add(number)
+                self._fresh.add(number)
+        self._wake(head=True)
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -302,3 +342,31 @@ class MlflowTracker(Tracker):
     def _warn_pending(self) -> None:
         while self._warnings:
             warnings.warn(self._warnings.pop(0), TrackingWarning, stacklevel=4)
+
+
+class _Relay:
+    """The worker's news for the tracker (held weakly: a dropped tracker closes its worker)."""
+
+    def __init__(self, ref: weakref.ref[MlflowTracker]) -> None:
+        self._ref = ref
+
+    def warn(self, event: dict[str, Any]) -> None:
+        tracker = self._ref()
+        if tracker is not None:
+            what, message = event["what"], event["message"]
+            tracker._queue_warning(what, message, event.get("spool"), event.get("local", False))
+
+    def lost(self) -> None:
+        tracker = self._ref()
+        if tracker is not None:
+            try:
+                tracker._ship_again()
+            except Exception as exc:  # noqa: BLE001 - a tracking failure, not the study's
+                tracker._local_failures += 1
+                message = f"{type(exc).__name__}: {exc}"
+                tracker._queue_warning("ship the study to a new worker", message, None, True)
+
+
+def _close_quietly(channel: Channel) -> None:
+    with contextlib.suppress(Exception):
+        channel.close(0)

@@ -9,8 +9,11 @@ versions, so MLflow does not start a process to infer them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,7 +24,7 @@ import numpy as np
 
 from tuner.errors import ConfigError
 
-__all__ = ["SavedModel", "save_model", "upload_model", "FLAVORS"]
+__all__ = ["SavedModel", "save_model", "upload_model", "warm_up", "FLAVORS"]
 
 #: framework name (as adapters call it) -> MLflow flavour module
 FLAVORS = {
@@ -80,6 +83,21 @@ def save_model(
     else:
         module.save_model(model, str(target), **kwargs)
     return SavedModel(target, str(framework), flavor, signature is not None)
+
+
+def warm_up(framework: str) -> None:
+    """Import MLflow's model modules in a background thread, so that :func:`save_model` at the end of a
+    study does not wait for them (the import mostly overlaps training, which releases the GIL)."""
+    flavor = FLAVORS.get(str(framework).lower())
+    if flavor is None or "mlflow.models" in sys.modules:
+        return
+
+    def load() -> None:
+        # MLflow's core only: the flavour module imports the framework, which the study thread uses
+        with contextlib.suppress(Exception):  # save_model reports a missing or broken MLflow itself
+            importlib.import_module("mlflow.models")
+
+    threading.Thread(target=load, name="regtuner-mlflow-import", daemon=True).start()
 
 
 def _example(value: Any) -> Any:

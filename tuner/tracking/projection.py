@@ -99,7 +99,9 @@ class Projector:
             if study.name is not None and not study.opened:
                 with self._part("open the study run", lambda: _drop_all(study)):
                     self._open(study)
-            for trial in sorted(study.trials.values(), key=lambda t: t.number):
+            with self.lock:  # the tracker (or the worker's reader) adds trials meanwhile
+                trials = sorted(study.trials.values(), key=lambda t: t.number)
+            for trial in trials:
                 if trial.pending and not study.done:
                     with self._part("log a trial run", lambda t=trial: setattr(t, "done", True)):
                         self._trial(study, trial)
@@ -202,8 +204,11 @@ class Projector:
         run_id, client = study.run_id, self.client
         if study.extra_tags:
             with self._part("tag the study run"):
-                self._batch(run_id, (), {}, study.extra_tags)
-                study.extra_tags = {}
+                with self.lock:
+                    tags = dict(study.extra_tags)
+                self._batch(run_id, (), {}, tags)
+                with self.lock:  # tags added meanwhile stay
+                    study.extra_tags = {k: v for k, v in study.extra_tags.items() if tags.get(k) != v}
         while study.files:
             entry = study.files[0]
             with self._part(f"log the {entry['kind']}"):
@@ -216,7 +221,9 @@ class Projector:
                 if study.summary.get("report"):
                     client.log_text(run_id, study.summary["report"], "report.txt")
                 study.summary = None
-        if study.status:
+        with self.lock:  # a trial that came (or changed) during this pass goes first, in the next one
+            waiting = any(t.pending for t in study.trials.values())
+        if study.status and not waiting:
             with self._part("close the study run", lambda: setattr(study, "done", True)):
                 client.set_terminated(run_id, study.status)
                 study.done = True

@@ -35,9 +35,10 @@ class Sender:
     """Sends ``study`` to the store at ``uri`` from a daemon thread, started on the first wake-up."""
 
     def __init__(
-        self, study: StudyRun, cond: threading.Condition, uri: str | None, spool_dir: str, warn: Warn
-    ) -> None:
-        self.study, self.cond, self.spool_dir, self.warn = study, cond, spool_dir, warn
+        self, study: StudyRun, cond: threading.Condition, uri: str | None, spool_dir: str, warn: Warn,
+        on_pass: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
+        self.study, self.cond, self.spool_dir, self.warn, self.on_pass = study, cond, spool_dir, warn, on_pass
         self.projector = Projector(uri, cond, self._note)
         self.uri = uri
         self.failures = 0
@@ -70,11 +71,11 @@ class Sender:
             target = self._version
             return self.cond.wait_for(lambda: self._done >= target, timeout)
 
-    def close(self, timeout: float) -> bool:
-        """A last pass (even while the store is away), then stop; the spool keeps what is left.
-        False when the thread was still sending after ``timeout`` seconds."""
+    def close(self, timeout: float, send: bool = True) -> bool:
+        """A last pass (even while the store is away; none with ``send=False``), then stop; the spool keeps
+        what is left. False when the thread was still sending after ``timeout`` seconds."""
         with self.cond:
-            thread, self._closing = self._thread, True
+            thread, self._closing, self._final = self._thread, True, self._final or not send
             self.cond.notify_all()
         if thread is None:
             return True
@@ -82,7 +83,7 @@ class Sender:
         finished = not thread.is_alive()
         with self.cond:
             self._thread = None
-            if not finished:
+            if not finished or (not send and self.study.pending):
                 self._save()  # what the thread has not marked sent is kept
             if self.spool is not None:
                 self.spool.close(remove=not self.study.pending)
@@ -149,6 +150,7 @@ class Sender:
             if error is not None:
                 self.warn("send", error, str(self.spool.path) if self.spool else None, False)
             self._done = max(self._done, target)
+            self.on_pass()
             self.cond.notify_all()
 
     def _save(self) -> None:

@@ -26,9 +26,12 @@ from tuner.tracking.base import (
     params_to_strings,
 )
 
-__all__ = ["StudyRun", "TrialRun", "now", "metric_rows", "study_tags"]
+__all__ = ["StudyRun", "TrialRun", "now", "metric_rows", "study_tags", "take_changes", "merge"]
 
 MAX_TAG_VALUE, MAX_ERROR = 8000, 5000
+# what the tracker decides (the worker's replica takes these as they are); the rest is the worker's progress
+_STUDY_HEAD = ("name", "experiment", "tags", "params", "space", "reopen", "lookup", "status", "started")
+_TRIAL_HEAD = ("tags", "params", "epochs", "status", "outcome", "text", "lookup", "started")
 
 
 def now() -> int:
@@ -95,6 +98,8 @@ class TrialRun:
 
     def finish(self, record: TrialRecord, *, lookup: bool = False) -> None:
         """End with ``record``: its epochs not reported live, its final metrics and tags, its status."""
+        if self.lookup:  # a trial replayed while it ran: every epoch again, its run takes what it lacks
+            self.rows, self.released, self.epochs = [], 0, 0
         for step in range(self.epochs, len(record.epochs)):  # epochs not reported live
             self.add_epoch(record.epochs[step], step)
         if not self.params:
@@ -192,6 +197,10 @@ class StudyRun:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def skeleton(self) -> dict[str, Any]:
+        """The run without its trials and the parts :func:`take_changes` ships (a worker's first state)."""
+        return {**self.to_json(), "trials": {}, "extra_tags": {}, "summary": None, "files": []}
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StudyRun:
         values = dict(data)
@@ -199,3 +208,42 @@ class StudyRun:
         study = cls(**values)
         study.trials = {int(n): TrialRun(**t) for n, t in trials.items()}
         return study
+
+
+def take_changes(study: StudyRun, numbers: set[int], fresh: set[int], head: bool) -> dict[str, Any]:
+    """What a replica needs since the last call: the study's head (``head``), the trials ``numbers``
+    (``fresh``: replaced by a restore). Released rows, added tags, files and the summary move out of
+    ``study``: the replica's worker sends them."""
+    change: dict[str, Any] = {"study": {k: getattr(study, k) for k in _STUDY_HEAD}} if head else {}
+    if study.extra_tags:
+        change["extra_tags"], study.extra_tags = study.extra_tags, {}
+    if study.files:
+        change["files"], study.files = study.files, []
+    if study.summary is not None:
+        change["summary"], study.summary = study.summary, None
+    trials = change["trials"] = {}
+    for number in numbers:
+        trial = study.trials[number]
+        rows, trial.rows, trial.released = trial.rows[: trial.released], trial.rows[trial.released :], 0
+        part = {key: getattr(trial, key) for key in _TRIAL_HEAD}
+        trials[number] = {**part, "rows": rows, "fresh": number in fresh}
+    return change
+
+
+def merge(study: StudyRun, change: Mapping[str, Any]) -> None:
+    """Apply a :func:`take_changes` result to a replica."""
+    for key, value in change.get("study", {}).items():
+        setattr(study, key, value)
+    study.extra_tags.update(change.get("extra_tags", {}))
+    study.files.extend(change.get("files", []))
+    if change.get("summary") is not None:
+        study.summary = change["summary"]
+    for number, part in change.get("trials", {}).items():
+        number = int(number)
+        trial = study.trials.get(number)
+        if trial is None or part["fresh"]:
+            trial = study.trials[number] = TrialRun(number, part["tags"])
+        for key in _TRIAL_HEAD:
+            setattr(trial, key, part[key])
+        trial.rows.extend(part["rows"])
+        trial.released = len(trial.rows)

@@ -117,9 +117,6 @@ class RayExecutor(Executor):
 
         for key, value in _TUNE_ENV.items():
             os.environ.setdefault(key, value)
-        # Ray and Tune import MLflow in this thread, the tracker's sender in its own; two threads importing
-        # MLflow at once can find it half-initialized: the sender's first pass ends first
-        job.tracker.flush(60)
         started = connect(self.address)
         scratch = tempfile.mkdtemp(prefix="regtuner-ray-")
         try:

@@ -292,19 +292,6 @@ def test_check_output_wrong_units_and_wrong_input_shape():
         adapter(mlp(units, "sigmoid" if units == 1 else "softmax"), BINARY).check_output(X[:8], y[:8] % 2)
 
 
-def test_fit_calls_hooks_each_epoch_sets_lr_and_honours_stop():
-    X, y = data()
-    ad = adapter(mlp(), max_epochs=5)
-    ad.regularize({"learning_rate": 0.01, "batch_size": 16}, frozenset())
-    ad.check_output(X[:8], y[:8])
-    hooks = Hooks(ad, max_epochs=5, lr=lambda e: 0.1 / (e + 1), stop_after=2, X=X)
-    ad.fit(X, y, {"batch_size": 16}, hooks)
-    assert hooks.events == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1), ("begin", 2), ("end", 2)]
-    assert hooks.seen_lr == pytest.approx([0.1, 0.05, 0.1 / 3])
-    assert len(hooks.batch_losses) == 3 * 4 and all(np.isfinite(hooks.batch_losses))
-    assert not np.allclose(hooks.preds[0], hooks.preds[-1])  # it trained
-
-
 def test_hook_exceptions_propagate_unchanged():
     X, y = data()
     ad = adapter(mlp())
@@ -372,19 +359,6 @@ def test_fit_with_augmentation_per_input_kind(kind, policy):
     hooks = Hooks(ad, max_epochs=2)
     ad.fit(X, y, {"batch_size": 8}, hooks)
     assert hooks.events[-1] == ("end", 1)
-
-
-def test_predict_and_state_round_trip():
-    X, y = data()
-    ad = adapter(mlp())
-    ad.regularize({}, frozenset())
-    state = ad.get_state()
-    before = ad.predict(X)
-    ad.fit(X, y, {"batch_size": 16}, Hooks(ad, max_epochs=2, lr=lambda e: 0.05))
-    assert not np.allclose(ad.predict(X), before)
-    ad.set_state(state)
-    assert np.allclose(ad.predict(X), before, atol=1e-6)
-    assert before.shape == (64, 3) and np.allclose(before.sum(axis=1), 1.0)
 
 
 def test_release_keeps_the_global_dtype_policy():

@@ -10,10 +10,11 @@ import os
 import numpy as np
 import pytest
 
+from tests.fakes import Hooks
 from tuner import tune
 from tuner.adapters.base import FitSettings, adapter_for
 from tuner.adapters.schedules import make_schedule
-from tuner.errors import ModelError
+from tuner.errors import ModelError, TrialPruned
 from tuner.records import TaskInfo
 from tuner.space.hp import HyperParameters
 from tuner.trial.dispatch import run_trial
@@ -110,6 +111,50 @@ def test_knobs_are_applied_to_the_built_model_and_optimizer(fw):
     assert probe.rates == pytest.approx([schedule.lr(e) for e in range(3)])
     assert fw.batches(ad, probe, N_TRAIN) == math.ceil(N_TRAIN / 16)
     assert all(injected[k].applied for k in ("l2", "learning_rate", "batch_size"))
+    ad.release()
+
+
+def ready(fw, max_epochs=5):
+    """A built, regularized and checked adapter of ``fw``'s tiny model, with the training rows."""
+    ctx = context(lambda: fw.model(MULTI, N_IN), max_epochs=max_epochs)
+    hp = HyperParameters(BASE)
+    model = build(ctx.build_model, hp)
+    ad = adapter_for(model)(model, ctx.settings)
+    ad.regularize(BASE, hp.read)
+    X, y = ctx.train
+    ad.check_output(X[:8], y[:8])
+    return ad, X, y
+
+
+def test_fit_calls_the_hooks_each_epoch_sets_their_rate_and_honours_a_stop(fw):
+    ad, X, y = ready(fw)
+    hooks = Hooks(ad, max_epochs=5, lr=lambda e: 0.1 / (e + 1), stop_after=2, X=X)
+    ad.fit(X, y, {"batch_size": 16}, hooks)
+    assert hooks.events == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1), ("begin", 2), ("end", 2)]
+    assert hooks.seen_lr == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert hooks.batch_losses and all(np.isfinite(hooks.batch_losses))
+    assert not np.allclose(hooks.preds[0], hooks.preds[-1])  # it trained
+    ad.release()
+
+
+def test_an_exception_raised_by_a_hook_ends_fit_unchanged(fw):
+    ad, X, y = ready(fw)
+    hooks = Hooks(ad, max_epochs=4, raise_at=1)
+    with pytest.raises(TrialPruned, match="fake hooks"):
+        ad.fit(X, y, {"batch_size": 16}, hooks)
+    assert hooks.events[-1] == ("end", 1)
+    ad.release()
+
+
+def test_a_saved_state_brings_back_the_predictions(fw):
+    ad, X, y = ready(fw)
+    ad.fit(X, y, {"batch_size": 16}, Hooks(ad, max_epochs=1))
+    state, before = ad.get_state(), ad.predict(X)
+    ad.fit(X, y, {"batch_size": 16}, Hooks(ad, max_epochs=2, lr=lambda e: 0.05))
+    assert not np.allclose(ad.predict(X), before)
+    ad.set_state(state)
+    assert np.allclose(ad.predict(X), before, atol=1e-6)
+    assert before.shape == (N_TRAIN, 3) and np.allclose(before.sum(axis=1), 1.0, atol=1e-5)
     ad.release()
 
 

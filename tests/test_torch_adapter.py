@@ -327,8 +327,8 @@ def test_dry_run_rejects_tuple_outputs():
         ad.check_output(*data())
 
 
-# ----------------------------------------------------------------------------- the loop (the hooks, a saved
-# state: tests/conformance)
+# ----------------------------------------------------------------------------- the loop
+# (its hooks and a saved state are checked for every adapter in tests/conformance)
 
 
 def test_fit_leaves_the_model_in_eval_mode():

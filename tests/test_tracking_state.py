@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.test_tracking import EPOCHS, SUMMARY, records, study_info
-from tuner.tracking.state import StudyRun, merge, take_changes
+from tuner.tracking.projection import Projector
+from tuner.tracking.state import StudyRun, TrialRun, merge, take_changes
 
 
 def _pair() -> tuple[StudyRun, StudyRun]:
@@ -79,3 +82,27 @@ def test_a_trial_replayed_while_it_ran_sends_every_epoch_of_its_record():
     trial.finish(record)
     assert sorted({r[3] for r in trial.rows if r[0] == "val_loss"}) == list(range(EPOCHS))
     assert len([r for r in trial.rows if r[0] == "val_loss"]) == EPOCHS  # each epoch once
+
+
+@pytest.mark.mlflow
+def test_a_trial_that_comes_during_a_pass_is_sent_before_the_study_run_closes(tmp_path):
+    study, _ = _pair()
+    first, second, _third = records()
+    study.trial(0).finish(first)
+
+    class Busy(Projector):
+        def _trial(self, run: StudyRun, trial: TrialRun) -> None:
+            super()._trial(run, trial)
+            if trial.number == 0:  # meanwhile the tracker merges a trial more, then the study's end
+                run.trial(1).finish(second)
+                run.end(SUMMARY, "FINISHED")
+
+    projector = Busy(f"sqlite:///{tmp_path}/mlflow.db")
+    projector.project(study)
+    assert study.trials[0].done and study.trials[1].pending and not study.done  # the run stays open
+    projector.project(study)  # the next pass
+    assert study.trials[1].done and study.done
+    client = projector.client
+    runs = client.search_runs([study.experiment_id])
+    assert sorted(r.data.tags.get("regtuner.trial", "study") for r in runs) == ["0", "1", "study"]
+    assert {r.info.status for r in runs if "regtuner.trial" in r.data.tags} == {"FINISHED"}

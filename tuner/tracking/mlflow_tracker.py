@@ -47,7 +47,7 @@ from tuner.tracking.base import (
 )
 from tuner.tracking.model_logging import FLAVORS, save_model, warm_up
 from tuner.tracking.spool import spool_dir, stage, staged_dir
-from tuner.tracking.state import StudyRun, take_changes
+from tuner.tracking.state import StudyRun, TrialRun, take_changes
 from tuner.tracking.worker import Channel
 
 __all__ = ["MlflowTracker"]
@@ -310,13 +310,15 @@ class MlflowTracker(Tracker):
     def _ship_again(self) -> None:
         """The worker died with what it had not sent: its replacement gets everything (lock held). Runs
         are looked up first, and get only what they lack."""
-        study = self._study
-        study.run_id, study.lookup = study.run_id or self._channel.run_id, True
+        study, opened = self._study, self._channel.run_id
+        study.lookup = True
+        if opened:  # the study run is open: no reopening (it would close the running trials' runs)
+            study.run_id, study.reopen = opened, False
         for number, trial in list(study.trials.items()):
             if number in self._records:
                 self._restore(self._records[number])
             else:  # still running: the epochs it reported live come again with its record
-                study.trials[number] = type(trial)(number, trial.tags, trial.params, lookup=True)
+                study.trials[number] = TrialRun(number, trial.tags, trial.params, lookup=True)
                 self._dirty.add(number)
                 self._fresh.add(number)
         self._wake(head=True)

@@ -70,9 +70,12 @@ def serve(config: dict[str, Any], lines: Iterator[str | None], emit: OnEvent) ->
             sender.flush(None)
             emit({"event": "flushed", "id": item["flush"], **sender.status()})
             continue
-        with cond:
-            merge(study, item)
-            sender.wake()
+        try:
+            with cond:
+                merge(study, item)
+                sender.wake()
+        except Exception as exc:  # noqa: BLE001 - a change that does not fit costs itself, not the worker
+            warn("send", f"{type(exc).__name__}: {exc}", None, True)
 
 
 class _Thread:

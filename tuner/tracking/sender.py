@@ -1,9 +1,10 @@
-"""The sender thread: brings the MLflow store up to a study's state whenever it changed.
+"""The sender thread of the tracking worker: brings the MLflow store up to a study's state as it changes.
 
-The tracker changes the :class:`~tuner.tracking.state.StudyRun` under ``cond`` (its lock) and calls
-:meth:`Sender.wake`; the thread runs one :meth:`~tuner.tracking.projection.Projector.project` pass per
-wake-up. When the store does not answer, the state is kept in a spool file (rewritten as it changes) and
-the pass is tried again every ``REGTUNER_TRACKING_RETRY_SECONDS`` (20 s), and once more on close.
+The worker (:func:`~tuner.tracking.worker.serve`) merges the tracker's changes into its replica
+:class:`~tuner.tracking.state.StudyRun` under ``cond`` and calls :meth:`Sender.wake`; the thread runs
+one :meth:`~tuner.tracking.projection.Projector.project` pass per wake-up. When the store does not
+answer, the state is kept in a spool file (rewritten as it changes) and the pass is tried again every
+``REGTUNER_TRACKING_RETRY_SECONDS`` (20 s), and once more on close.
 """
 
 from __future__ import annotations

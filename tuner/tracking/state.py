@@ -3,7 +3,7 @@
 The tracker fills a :class:`StudyRun` from the study's calls (and, on resume, from the records the Optuna
 storage kept) and ships its changes (:func:`take_changes`) to the tracking worker, whose replica
 (:func:`merge`) :class:`~tuner.tracking.projection.Projector` brings the store up to. The replica keeps
-their progress here (run ids, rows sent), so a state saved to the spool (:mod:`tuner.tracking.spool`)
+its progress (run ids, rows sent), so a state saved to the spool (:mod:`tuner.tracking.spool`)
 is sent later from where it stopped. Metric rows are ``[key, value, timestamp ms, step]`` with the
 timestamp fixed when the row is made: a row sent twice (a lost answer) is stored once.
 """

@@ -198,9 +198,9 @@ class MlflowTracker(Tracker):
         with self._guard("log an epoch"):
             trial = self._study.trial(number)
             trial.add_epoch(metrics, epoch)
-            due = time.monotonic() - self._last_send.get(number, 0.0) >= FLUSH_SECONDS
             if trial.lookup:  # replayed: its record brings every epoch when it ends
                 return
+            due = time.monotonic() - self._last_send.get(number, 0.0) >= FLUSH_SECONDS
             if len(trial.rows) - trial.released >= FLUSH_METRICS or due:
                 trial.released = len(trial.rows)
                 self._last_send[number] = time.monotonic()

@@ -9,13 +9,10 @@ answer, the state is kept in a spool file (rewritten as it changes) and the pass
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +57,6 @@ class Sender:
         if self._thread is None and not self._closing:
             self._thread = threading.Thread(target=_loop, args=(self,), daemon=True, name="regtuner-tracking")
             self._thread.start()
-            atexit.register(_close_at_exit, weakref.ref(self))
         self.cond.notify_all()
 
     def flush(self, timeout: float | None) -> bool:
@@ -182,10 +178,3 @@ def _loop(sender: Sender) -> None:
                 sender.warn("send", f"{type(exc).__name__}: {exc}", None, True)
                 sender._done = max(sender._done, work[0])
                 sender.cond.notify_all()
-
-
-def _close_at_exit(ref: weakref.ref[Sender]) -> None:
-    sender = ref()
-    if sender is not None:
-        with contextlib.suppress(Exception):
-            sender.close(float(os.environ.get("REGTUNER_TRACKING_CLOSE_SECONDS", "120")))

@@ -62,6 +62,8 @@ _REGISTRY: dict[str, str] = {
     "regtuner_prune5": "benchmarks.methods.ours:regtuner_prune5",
     "regtuner_nopruner": "benchmarks.methods.ours:regtuner_nopruner",
     "regtuner_patient": "benchmarks.methods.ours:regtuner_patient",
+    "regtuner_hyperband": "benchmarks.methods.ours:regtuner_hyperband",
+    "regtuner_halving": "benchmarks.methods.ours:regtuner_halving",
     "regtuner_sobol_start": "benchmarks.methods.sobol_start:regtuner_sobol_start",
     "regtuner_user_start": "benchmarks.methods.ours:regtuner_user_start",
     "regtuner_pat10": "benchmarks.methods.ours:regtuner_pat10",

@@ -73,8 +73,8 @@ def _tune(
     """One study; ``keep``, when given, receives the chosen (refit) model under ``"model"``.
 
     ``baselines=True`` is the product's default: the untuned model and the textbook recipe are
-    trained too and returned when one beats every trial on validation; their epochs count, and their
-    seconds are reported apart (``extra["baselines_s"]``)."""
+    trained too and returned unless a trial beats them on validation by ``BASELINE_MARGIN``; their
+    epochs count, and their seconds are reported apart (``extra["baselines_s"]``)."""
     from tuner import tune
 
     with tempfile.TemporaryDirectory(prefix="regtuner-bench-") as tmp:
@@ -211,6 +211,37 @@ def regtuner_patient(split: Split, budget: Budget, seed: int, framework: str) ->
         return optuna.pruners.PatientPruner(median, patience=warmup)
 
     return _variant(split, budget, seed, framework, "regtuner_patient", make_pruner=pruner)
+
+
+def regtuner_hyperband(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: Optuna's ``HyperbandPruner`` with rungs relative to ``max_epochs`` (the smallest
+    rung is the median pruner's warm-up, reduction factor 3), where the study prunes."""
+    return _variant(split, budget, seed, framework, "regtuner_hyperband", make_pruner=_rungs("hyperband"))
+
+
+def regtuner_halving(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: Optuna's ``SuccessiveHalvingPruner`` (asynchronous successive halving), its first
+    rung at the median pruner's warm-up, reduction factor 3."""
+    return _variant(split, budget, seed, framework, "regtuner_halving", make_pruner=_rungs("halving"))
+
+
+def _rungs(kind: str) -> Any:
+    import optuna
+
+    from tuner.study.search import prunes, warmup_epochs
+
+    def pruner(max_epochs: int, multi: bool, n_trials: int) -> optuna.pruners.BasePruner:
+        if not prunes(n_trials, multi):
+            return optuna.pruners.NopPruner()
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(
+                min_resource=warmup_epochs(max_epochs), max_resource=max_epochs, reduction_factor=3
+            )
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=warmup_epochs(max_epochs), reduction_factor=3
+        )
+
+    return pruner
 
 
 def regtuner_prune5(split: Split, budget: Budget, seed: int, framework: str) -> Row:

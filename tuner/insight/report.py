@@ -70,7 +70,7 @@ def _baselines_blocks(result: Result) -> list[Block]:
             _fmt(result.validation_scores.get(m)),
             _fmt(result.test_scores.get("loss")),
             _fmt(result.test_scores.get(m)),
-            f"trial #{result.best_trial}" if result.chosen == "trial" else "beat every trial on validation",
+            f"trial #{result.best_trial}" if result.chosen == "trial" else _why_baseline(result),
         ]
     ]
     for b in result.baselines:
@@ -367,5 +367,13 @@ def _captions(plots: dict[str, Path]) -> list[tuple[str, str]]:
 def _chosen_heading(result: Result) -> str:
     if result.chosen == "trial":
         return f"Chosen configuration: trial #{result.best_trial}"
-    trial = f"trial #{result.best_trial}"
-    return f"Chosen configuration: the {result.chosen} baseline (better on validation than {trial})"
+    return f"Chosen configuration: the {result.chosen} baseline ({_why_baseline(result)})"
+
+
+def _why_baseline(result: Result) -> str:
+    from tuner.insight.baselines import BASELINE_MARGIN  # not at the top: an import cycle
+
+    trial = next((r for r in result.records if r.number == result.best_trial and r.values), None)
+    if trial is None or result.objective.improves(float(result.best_value), trial.values[0]):
+        return f"better on validation than trial #{result.best_trial}"
+    return f"trial #{result.best_trial} was not better by more than {BASELINE_MARGIN:.0%} on validation"

@@ -82,7 +82,7 @@ class Result:
     cv: dict[str, Any] | None = None  # the chosen trial's fold summary (cv=k)
     lr_range: Any = None  # LRRangeResult when tune(lr_range=True) ran one
     # what best_params and best_model are: "trial" (trial best_trial), or a neural baseline the study
-    # trained anyway ("untuned", "textbook") that beat every trial on validation
+    # trained anyway ("untuned", "textbook") that no trial beat on validation by BASELINE_MARGIN
     chosen: str = "trial"
     predictor: Adapter | None = field(default=None, repr=False)  # best_model's adapter
     data: PreparedData | None = field(default=None, repr=False)  # how new rows are read and labels decoded

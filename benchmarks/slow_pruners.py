@@ -17,10 +17,14 @@ __all__ = ["main"]
 
 
 def _pruners() -> dict[str, Callable[..., Any]]:
-    from benchmarks.methods.ours import _rungs
+    from benchmarks.methods.ours import rung_pruner
     from tuner.study.search import make_pruner
 
-    return {"median (default)": make_pruner, "hyperband": _rungs("hyperband"), "halving": _rungs("halving")}
+    return {
+        "median (default)": make_pruner,
+        "hyperband": rung_pruner("hyperband"),
+        "halving": rung_pruner("halving"),
+    }
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "textbook",
     "builders",
     "start_space",
+    "rung_pruner",
 ]
 
 
@@ -216,16 +217,20 @@ def regtuner_patient(split: Split, budget: Budget, seed: int, framework: str) ->
 def regtuner_hyperband(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: Optuna's ``HyperbandPruner`` with rungs relative to ``max_epochs`` (the smallest
     rung is the median pruner's warm-up, reduction factor 3), where the study prunes."""
-    return _variant(split, budget, seed, framework, "regtuner_hyperband", make_pruner=_rungs("hyperband"))
+    return _variant(
+        split, budget, seed, framework, "regtuner_hyperband", make_pruner=rung_pruner("hyperband")
+    )
 
 
 def regtuner_halving(split: Split, budget: Budget, seed: int, framework: str) -> Row:
     """Experiment: Optuna's ``SuccessiveHalvingPruner`` (asynchronous successive halving), its first
     rung at the median pruner's warm-up, reduction factor 3."""
-    return _variant(split, budget, seed, framework, "regtuner_halving", make_pruner=_rungs("halving"))
+    return _variant(split, budget, seed, framework, "regtuner_halving", make_pruner=rung_pruner("halving"))
 
 
-def _rungs(kind: str) -> Any:
+def rung_pruner(kind: str) -> Any:
+    """A ``make_pruner`` replacement: ``"hyperband"`` or ``"halving"`` (successive halving), first rung
+    at the median pruner's warm-up, reduction factor 3; no pruning where the product does not prune."""
     import optuna
 
     from tuner.study.search import prunes, warmup_epochs

@@ -13,10 +13,10 @@ from threadpoolctl import threadpool_limits
 from tests import planted as P
 from tuner import tune
 from tuner.data.prepare import prepare
-from tuner.insight.baselines import BASELINE_MARGIN, NAMES, Baseline, textbook_params
+from tuner.insight.baselines import NAMES, Baseline, textbook_params
 from tuner.insight.evaluation import _baseline_note, _better_baseline
 from tuner.records import TrialRecord
-from tuner.trial.objectives import Objective
+from tuner.trial.objectives import BASELINE_MARGIN, Objective
 
 SPACE = P.SPACE
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuner.errors import StudyAborted
-from tuner.insight.baselines import BASELINE_MARGIN, Baseline, run_baselines
+from tuner.insight.baselines import Baseline, run_baselines
 from tuner.insight.diagnostics import Evidence, diagnose, duplicate_rows, parameter_importances
 from tuner.insight.refit import Evaluated, bootstrap_se, evaluate, validation_scores
 from tuner.insight.report import write_files
@@ -31,7 +31,7 @@ from tuner.records import TrialRecord
 from tuner.study.storage import record_from_trial
 from tuner.tracking.base import NullTracker, StudySummary
 from tuner.trial.folds import CV_KEY
-from tuner.trial.objectives import Objective, choose_pareto
+from tuner.trial.objectives import BASELINE_MARGIN, Objective, choose_pareto
 from tuner.trial.runner import TrialContext
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.insight.plots import PLOT_TITLES
+from tuner.trial.objectives import BASELINE_MARGIN
 
 if TYPE_CHECKING:
     from tuner.insight.result import Result
@@ -371,8 +372,6 @@ def _chosen_heading(result: Result) -> str:
 
 
 def _why_baseline(result: Result) -> str:
-    from tuner.insight.baselines import BASELINE_MARGIN  # not at the top: an import cycle
-
     trial = next((r for r in result.records if r.number == result.best_trial and r.values), None)
     if trial is None or result.objective.improves(float(result.best_value), trial.values[0]):
         return f"better on validation than trial #{result.best_trial}"

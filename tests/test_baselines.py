@@ -13,10 +13,9 @@ from threadpoolctl import threadpool_limits
 from tests import planted as P
 from tuner import tune
 from tuner.data.prepare import prepare
-from tuner.insight.baselines import NAMES, Baseline, textbook_params
-from tuner.insight.evaluation import _baseline_note, _better_baseline
-from tuner.records import TrialRecord
-from tuner.trial.objectives import BASELINE_MARGIN, Objective
+from tuner.insight.baselines import NAMES, textbook_params
+from tuner.insight.selection import fold_se
+from tuner.trial.objectives import BASELINE_MARGIN, BASELINE_SE
 
 SPACE = P.SPACE
 
@@ -127,6 +126,12 @@ def test_cv_baselines_use_the_same_folds():
     assert b["dummy"].validation["loss"] == pytest.approx(np.mean(losses), rel=1e-6)
     assert b["dummy"].rows["folds"] == 3 and "refit with" in b["boosting"].description
     assert b["untuned"].record.user_attrs["cv"]["k"] == 3
+    sel = r.selection  # with cv, the gain's standard error is over the folds (once past the margin)
+    trial = next(t for t in r.records if t.number == sel.trial)
+    if sel.gain > BASELINE_MARGIN * abs(sel.baseline_value):
+        assert sel.se == pytest.approx(fold_se(trial, b[sel.baseline].record))
+    else:
+        assert sel.se is None
 
 
 @pytest.mark.slow
@@ -185,39 +190,10 @@ def test_the_search_is_returned_when_it_beats_the_baselines():
     r = run(lambda: P.PlantedModel(5, 3, lr=1e-4), (X, y), max_epochs=8)  # the user's rate: far too small
     assert r.chosen == "trial" and "learning_rate" in r.best_params
     assert f"Chosen configuration: trial #{r.best_trial}" in r.report()
-
-
-def _candidate(name, value):
-    record = TrialRecord(number=-1, params={}, state="complete", values=(value,))
-    return Baseline(name, "", {"loss": value}, {}, {}, record=record)
-
-
-@pytest.mark.parametrize(
-    ("direction", "trial", "untuned", "textbook", "returned"),
-    [
-        ("minimize", 0.50, 0.505, 0.60, "untuned"),  # the trial is better by 1 %: within the margin
-        ("minimize", 0.48, 0.50, 0.60, None),  # better by 4 %: the search is returned
-        ("minimize", 0.55, 0.60, 0.50, "textbook"),  # the better baseline of the two beats the trial
-        ("minimize", -1.01, -1.0, 0.0, "untuned"),  # a negative loss: the margin is of its size
-        ("minimize", -1.05, -1.0, 0.0, None),
-        ("maximize", 0.905, 0.90, 0.50, "untuned"),  # a maximized objective: higher must win by 2 %
-        ("maximize", 0.95, 0.90, 0.50, None),
-        ("minimize", 0.50, float("nan"), 0.50, "textbook"),  # a tie returns the baseline; NaN never
-    ],
-)
-def test_a_trial_replaces_a_baseline_only_when_better_on_validation_by_the_margin(
-    direction, trial, untuned, textbook, returned
-):
-    obj = Objective(("val_loss",), (direction,))
-    chosen = TrialRecord(number=3, params={"dropout": 0.1}, state="complete", values=(trial,))
-    baselines = [_candidate("untuned", untuned), _candidate("textbook", textbook), _candidate("linear", -9.0)]
-    better = _better_baseline(chosen, baselines, obj)
-    assert (better.name if better else None) == returned
-    if better is not None:
-        note = _baseline_note(better, chosen, obj)
-        strictly = obj.improves(better.record.values[0], trial)
-        assert ("beat the best searched trial" in note) is strictly
-        assert (f"within {BASELINE_MARGIN:.0%}" in note) is not strictly and "trial #3" in note
+    sel = r.selection  # past the margin, and past one standard error of its gain
+    assert (
+        sel.returned == "trial" and sel.se is not None and sel.gain > sel.margin >= BASELINE_SE * sel.se > 0
+    )
 
 
 def test_a_search_within_the_margin_returns_the_users_model_and_the_report_says_why():
@@ -230,6 +206,7 @@ def test_a_search_within_the_margin_returns_the_users_model_and_the_report_says_
     untuned = by_name(r)["untuned"].record.values[0]
     assert untuned * (1 - BASELINE_MARGIN) < trial < untuned  # the premise: better, not by the margin
     assert r.chosen == "untuned" and r.best_params == {} and r.best_value == pytest.approx(untuned)
+    assert r.selection.reason == "margin" and r.selection.se is None  # no refit of the trial was needed
     text = r.report()
     assert f"trial #{r.best_trial} was not better by more than {BASELINE_MARGIN:.0%} on validation" in text
     assert any(f"was within {BASELINE_MARGIN:.0%} of the best searched trial" in n for n in r.notes)

@@ -71,6 +71,7 @@ _REGISTRY: dict[str, str] = {
     "regtuner_start_fast": "benchmarks.methods.ours:regtuner_start_fast",
     "regtuner_no_start": "benchmarks.methods.ours:regtuner_no_start",
     "regtuner_smooth_select": "benchmarks.methods.ours:regtuner_smooth_select",
+    "regtuner_open": "benchmarks.methods.ours:regtuner_open",
     "untuned": "benchmarks.methods.ours:untuned",
     "textbook": "benchmarks.methods.ours:textbook",
     "optuna_tpe": "benchmarks.methods.optuna_tpe:optuna_tpe",

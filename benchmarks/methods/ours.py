@@ -74,7 +74,8 @@ def _tune(
     """One study; ``keep``, when given, receives the chosen (refit) model under ``"model"``.
 
     ``baselines=True`` is the product's default: the untuned model and the textbook recipe are
-    trained too and returned unless a trial beats them on validation by ``BASELINE_MARGIN``; their
+    trained too and returned unless a trial beats them on validation by more than the bar of
+    ``tuner/insight/selection.py`` (2 % and one standard error); their
     epochs count, and their seconds are reported apart (``extra["baselines_s"]``)."""
     from tuner import tune
 
@@ -99,6 +100,8 @@ def _tune(
     chosen = next(r for r in result.records if r.number == result.best_trial)
     refit = next((b.record for b in result.baselines if b.name == result.chosen), None) or chosen
     epochs = sum(r.epochs_run for r in result.records) + refit.epochs_run  # + the final refit
+    if result.selection is not None and result.selection.reason == "noise":
+        epochs += chosen.epochs_run  # the trial was refit too, for its standard error, then dropped
     epochs += sum(b.record.epochs_run for b in result.baselines if b.record is not None)
     return Row(
         task=split.task,
@@ -118,6 +121,8 @@ def _tune(
             "val_loss": result.validation_scores.get("loss"),
             "chosen": result.chosen,
             "baselines_s": sum(b.duration for b in result.baselines),
+            "selection": result.selection.as_dict() if result.selection is not None else None,
+            "baseline_tests": {b.name: b.test.get(split.metric) for b in result.baselines if b.ok},
         },
     )
 
@@ -162,6 +167,18 @@ def regtuner_kt(split: Split, budget: Budget, seed: int, framework: str) -> Row:
         )
 
     return _tune(split, budget, seed, framework, build_model, "regtuner_kt", _space(split))
+
+
+def regtuner_open(split: Split, budget: Budget, seed: int, framework: str) -> Row:
+    """Experiment: ``regtuner`` with no bar (``BASELINE_MARGIN = 0``, ``BASELINE_SE = 0``): a trial
+    better than the best baseline on validation is returned. The standard error of its gain is
+    measured and kept in ``extra["selection"]``, so every stricter bar replays offline
+    (``python -m benchmarks.select_replay``)."""
+    import tuner.insight.selection as selection
+
+    with _patched(selection, "BASELINE_MARGIN", 0.0), _patched(selection, "BASELINE_SE", 0.0):
+        b = zero_arg_builder(split, framework)
+        return _tune(split, budget, seed, framework, b, "regtuner_open", _space(split), baselines=True)
 
 
 def _variant(

@@ -71,6 +71,7 @@ class Baseline:
     error: str | None = None
     record: TrialRecord | None = field(default=None, repr=False, compare=False)
     params: dict[str, Any] = field(default_factory=dict)  # a neural baseline's settings (as a trial's)
+    val_pred: np.ndarray | None = field(default=None, repr=False, compare=False)  # neural, no cv
 
     @property
     def ok(self) -> bool:
@@ -115,9 +116,10 @@ def run_baselines(
         },
         "textbook": {**textbook_params(prepared.task), **hps},
     }
+    preds: dict[str, np.ndarray] = {}
     for name, params in nn.items():
-        run = _guard(name, rows, lambda name=name, params=params: _neural(ctx, prepared, name, params))
-        out.append(replace(run, params=dict(params)))
+        run = _guard(name, rows, lambda name=name, params=params: _neural(ctx, prepared, name, params, preds))
+        out.append(replace(run, params=dict(params), val_pred=preds.get(name)))
     return out
 
 
@@ -152,8 +154,12 @@ def _guard(name: str, rows: dict[str, int], fn: Callable[[], tuple[str, dict, di
 # ----------------------------------------------------------------------------- neural baselines
 
 
-def _neural(ctx: TrialContext, prepared: PreparedData, name: str, params: dict[str, Any]) -> tuple:
-    ev = evaluate(ctx, params, BASELINE_NUMBERS[name], prepared.test)
+def _neural(
+    ctx: TrialContext, prepared: PreparedData, name: str, params: dict[str, Any], preds: dict[str, np.ndarray]
+) -> tuple:
+    ev = evaluate(ctx, params, BASELINE_NUMBERS[name], prepared.test, keep_val_pred=True)
+    if ev.val_pred is not None:
+        preds[name] = ev.val_pred  # for the paired comparison with the chosen trial (selection.py)
     if name == "untuned":
         what = "build_model as given, nothing injected"
     else:

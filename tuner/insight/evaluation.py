@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +23,15 @@ import numpy as np
 from tuner.errors import StudyAborted
 from tuner.insight.baselines import Baseline, run_baselines
 from tuner.insight.diagnostics import Evidence, diagnose, duplicate_rows, parameter_importances
-from tuner.insight.refit import Evaluated, bootstrap_se, evaluate, validation_scores
+from tuner.insight.refit import Evaluated, bootstrap_se, evaluate, scorer, validation_scores
 from tuner.insight.report import write_files
 from tuner.insight.result import Result, trials_frame
+from tuner.insight.selection import Selection, best_baseline, fold_se, note, paired_se, select
 from tuner.records import TrialRecord
 from tuner.study.storage import record_from_trial
 from tuner.tracking.base import NullTracker, StudySummary
 from tuner.trial.folds import CV_KEY
-from tuner.trial.objectives import BASELINE_MARGIN, Objective, choose_pareto
+from tuner.trial.objectives import Objective, choose_pareto
 from tuner.trial.runner import TrialContext
 
 if TYPE_CHECKING:
@@ -88,13 +88,11 @@ def finish(
     records = [record_from_trial(t) for t in study.trials if t.state != TrialState.WAITING]
     chosen, front = _choose(study, _completed(records), obj)
     baselines = run_baselines(ctx, prepared, space, options.untuned_patience) if options.baselines else []
-    better = _better_baseline(chosen, baselines, obj)
+    ev, selection = _select_and_refit(ctx, prepared, chosen, baselines, obj, options.repeats)
+    better = next((b for b in baselines if b.name == selection.returned), None)
     target = better.record if better is not None and better.record is not None else chosen
     params = better.params if better is not None else chosen.params
-    notes = [] if better is None else [_baseline_note(better, chosen, obj)]
-    ev = evaluate(
-        ctx, params, target.number, prepared.test, repeats=options.repeats, keep_model=True, record=target
-    )
+    notes = [text] if (text := note(selection, obj)) else []
     if ev.model is None:
         what = f"the {better.name} baseline" if better is not None else f"trial {chosen.number}"
         log.warning("refit of %s failed: %s", what, "; ".join(ev.errors))
@@ -149,51 +147,56 @@ def finish(
         cv=dict(cv) if cv else None,
         lr_range=options.lr_range,
         chosen=better.name if better is not None else "trial",
+        selection=selection,
         predictor=ev.adapter,
         data=prepared,
     )
 
 
-def _better_baseline(chosen: TrialRecord, baselines: list[Baseline], obj: Objective) -> Baseline | None:
-    """The best neural baseline the study trained anyway (untuned, textbook), unless the chosen trial
-    beats it on validation by more than :data:`BASELINE_MARGIN` of its objective.
+def _select_and_refit(
+    ctx: TrialContext,
+    prepared: PreparedData,
+    chosen: TrialRecord,
+    baselines: list[Baseline],
+    obj: Objective,
+    repeats: int,
+) -> tuple[Evaluated, Selection]:
+    """Choose between the trial and the best neural baseline (:mod:`tuner.insight.selection`) and
+    refit what is returned. Without cv the gain's standard error needs the trial's validation
+    predictions: a trial past the fixed margin is refit first, and the baseline only if it then loses."""
+    baseline, value = best_baseline(baselines, obj)
+    selection = select(chosen, baseline, value, obj)
 
-    Selected on validation only (the test part is scored once, for what is returned), so the study
-    never returns less than it trained, and a search whose gain is within validation noise returns
-    the model the user knows. The margin and its measurement are in benchmarks/README.md (the wide
-    benchmark, 99 splits)."""
-    if obj.is_multi or not chosen.values:
-        return None
-    best: Baseline | None = None
-    best_value = math.nan
-    for baseline in baselines:
-        record = baseline.record
-        if baseline.name not in ("untuned", "textbook") or not baseline.ok or record is None:
-            continue
-        value = record.values[0] if record.state == "complete" and record.values else math.nan
-        if math.isfinite(value) and (best is None or obj.improves(value, best_value)):
-            best, best_value = baseline, value
-    if best is None or obj.improves(chosen.values[0], best_value, BASELINE_MARGIN * abs(best_value)):
-        return None
-    return best
-
-
-def _baseline_note(baseline: Baseline, chosen: TrialRecord, obj: Objective) -> str:
-    what = "your model as build_model gives it" if baseline.name == "untuned" else "the textbook recipe"
-    value = baseline.record.values[0] if baseline.record and baseline.record.values else float("nan")
-    trial = f"the best searched trial's ({chosen.values[0]:.4g}, trial #{chosen.number})"
-    if obj.improves(value, chosen.values[0]):
-        why = f"Its {obj.primary} {value:.4g} beat {trial} on validation"
-    else:
-        why = (
-            f"Its {obj.primary} {value:.4g} was within {BASELINE_MARGIN:.0%} of {trial} on validation, "
-            "and a searched trial replaces it only when better by more than that (smaller gains are "
-            "validation noise)"
+    def refit(params: dict[str, Any], record: TrialRecord, keep_val_pred: bool = False) -> Evaluated:
+        return evaluate(
+            ctx,
+            params,
+            record.number,
+            prepared.test,
+            repeats=repeats,
+            keep_model=True,
+            record=record,
+            keep_val_pred=keep_val_pred,
         )
-    return (
-        f"Returned: the {baseline.name} baseline ({what}). {why}; the test part scored it once. "
-        "best_params are its settings."
-    )
+
+    if baseline is None or baseline.record is None:
+        return refit(chosen.params, chosen), selection
+    if selection.returned == "trial" and ctx.folds:
+        selection = select(chosen, baseline, value, obj, fold_se(chosen, baseline.record))
+    if selection.returned != "trial":
+        return refit(baseline.params, baseline.record), selection
+    ev = refit(chosen.params, chosen, keep_val_pred=baseline.val_pred is not None)
+    mine, theirs = ev.val_pred, baseline.val_pred
+    if ctx.folds or ctx.validation is None or ev.adapter is None or mine is None or theirs is None:
+        return ev, selection  # cv (decided above), or nothing to pair: the margin alone
+    # gap_penalized: the loss's standard error (the gap term is not per row)
+    name = "loss" if obj.primary in ("val_loss", "gap_penalized") else obj.primary.removeprefix("val_")
+    se = paired_se(scorer(ctx, ev.adapter, name), ctx.validation[1], mine, theirs)
+    selection = select(chosen, baseline, value, obj, se)
+    if selection.returned == "trial":
+        return ev, selection
+    ev.adapter.release()
+    return refit(baseline.params, baseline.record), selection
 
 
 def _completed(records: list[TrialRecord]) -> list[TrialRecord]:
@@ -243,6 +246,11 @@ def summary_metrics(result: Result) -> dict[str, float]:
     out.update({f"test_{k}_se": v for k, v in result.test_se.items() if k not in twins})
     if result.cv:
         out.update({"cv_folds": float(result.cv["k"]), "cv_std": float(result.cv["std"])})
+    sel = result.selection
+    if sel is not None and sel.baseline is not None:  # the trial's validation gain over the best baseline
+        out["selection_gain"] = sel.gain
+        if sel.se is not None:
+            out["selection_gain_se"] = sel.se
     out["diagnosis_findings"] = float(len(result.diagnosis))
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 

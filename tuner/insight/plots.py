@@ -222,7 +222,8 @@ def parallel(result: Result) -> Figure | None:
     """Each complete trial as a line across its searched settings (each axis scaled to the values
     tried, a log axis where a setting spans decades), coloured by the objective."""
     done = [r for r in result.records if r.state == "complete" and r.values and np.isfinite(r.values[0])]
-    names = [k for k in result.best_params if len({repr(r.params.get(k)) for r in done}) > 1]
+    searched = dict.fromkeys(k for r in done for k in r.params)  # also when a baseline was returned
+    names = [k for k in searched if len({repr(r.params.get(k)) for r in done}) > 1]
     if len(done) < 2 or not names:
         return None
     columns = []
@@ -247,7 +248,8 @@ def parallel(result: Result) -> Figure | None:
     for i, r in enumerate(done):
         line = [c[i] for c in columns]
         if r.number == result.best_trial:
-            ax.plot(range(len(names)), line, color="tab:red", linewidth=2.5, zorder=3, label="chosen")
+            label = "chosen" if result.chosen == "trial" else "best trial"
+            ax.plot(range(len(names)), line, color="tab:red", linewidth=2.5, zorder=3, label=label)
         else:
             ax.plot(range(len(names)), line, color=cmap(norm(values[i])), linewidth=1.0, alpha=0.7)
     ax.set_xticks(range(len(names)), names, rotation=20)

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import traceback as tb
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +31,7 @@ from tuner.trial.folds import CV_KEY
 from tuner.trial.metrics import compute, standard_loss
 from tuner.trial.runner import TrialContext, build, seed_everything, trial_seed
 
-__all__ = ["Evaluated", "evaluate", "validation_scores", "score", "bootstrap_se", "fit_fixed"]
+__all__ = ["Evaluated", "evaluate", "validation_scores", "score", "scorer", "bootstrap_se", "fit_fixed"]
 
 log = logging.getLogger("tuner")
 
@@ -49,6 +49,7 @@ class Evaluated:
     model: Any = None
     adapter: Adapter | None = None  # keep_model: the adapter of ``model``, for Result.predict
     test_pred: np.ndarray | None = None  # repeat 0's test predictions
+    val_pred: np.ndarray | None = None  # keep_val_pred: repeat 0's validation predictions (no cv)
     errors: list[str] = field(default_factory=list)
     adapter_loss: bool = False  # the loss came from the adapter (a custom loss), not the standard one
 
@@ -67,6 +68,19 @@ def score(adapter: Adapter, ctx: TrialContext, X: np.ndarray, y: np.ndarray) -> 
     if loss is None:
         loss = standard_loss(ctx.settings.task, y, pred, _loss_name(ctx))
     return {"loss": float(loss), **compute(ctx.settings.task, y, pred, ctx.metrics)}, pred
+
+
+def scorer(ctx: TrialContext, adapter: Adapter, name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``score(y, pred)`` for one metric name; ``"loss"`` is the adapter's loss when it has its own."""
+    task = ctx.settings.task
+    if name != "loss":
+        return lambda y, pred: compute(task, y, pred, (name,)).get(name, math.nan)
+
+    def loss(y: np.ndarray, pred: np.ndarray) -> float:
+        value = adapter.loss_value(y, pred)
+        return standard_loss(task, y, pred, _loss_name(ctx)) if value is None else float(value)
+
+    return loss
 
 
 def bootstrap_se(
@@ -178,11 +192,13 @@ def evaluate(
     repeats: int = 1,
     keep_model: bool = False,
     record: TrialRecord | None = None,
+    keep_val_pred: bool = False,
 ) -> Evaluated:
     """Validation estimate and test scores of one configuration (rules in the module doc).
 
     ``record`` is the study's record of this configuration: its validation estimate is used as
     is (the number the search selected on). Without it, a validation run is made first.
+    ``keep_val_pred`` keeps repeat 0's predictions on the validation part (none with cv).
     """
     out = Evaluated(record=record, validation=validation_scores(record) if record else {})
     if ctx.folds and record is None:
@@ -223,6 +239,8 @@ def evaluate(
             if out.test_pred is None:
                 out.test_pred = pred
                 out.adapter_loss = adapter.loss_value(test[1][:2], pred[:2]) is not None
+        if i == 0 and keep_val_pred and not ctx.folds and ctx.validation is not None:
+            out.val_pred = np.asarray(adapter.predict(ctx.validation[0]))
         if i == 0 and keep_model:
             out.model, out.adapter = adapter.for_user(), adapter
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.insight.plots import PLOT_TITLES
-from tuner.trial.objectives import BASELINE_MARGIN
+from tuner.insight.selection import why
 
 if TYPE_CHECKING:
     from tuner.insight.result import Result
@@ -372,7 +372,4 @@ def _chosen_heading(result: Result) -> str:
 
 
 def _why_baseline(result: Result) -> str:
-    trial = next((r for r in result.records if r.number == result.best_trial and r.values), None)
-    if trial is None or result.objective.improves(float(result.best_value), trial.values[0]):
-        return f"better on validation than trial #{result.best_trial}"
-    return f"trial #{result.best_trial} was not better by more than {BASELINE_MARGIN:.0%} on validation"
+    return why(result.selection, result.best_trial)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tuner.data.prepare import PreparedData
     from tuner.insight.baselines import Baseline
     from tuner.insight.diagnostics import Finding
+    from tuner.insight.selection import Selection
 
 __all__ = ["Result", "trials_frame"]
 
@@ -82,8 +83,9 @@ class Result:
     cv: dict[str, Any] | None = None  # the chosen trial's fold summary (cv=k)
     lr_range: Any = None  # LRRangeResult when tune(lr_range=True) ran one
     # what best_params and best_model are: "trial" (trial best_trial), or a neural baseline the study
-    # trained anyway ("untuned", "textbook") that no trial beat on validation by BASELINE_MARGIN
+    # trained anyway ("untuned", "textbook") that no trial beat on validation by more than its noise
     chosen: str = "trial"
+    selection: Selection | None = None  # how ``chosen`` was decided (tuner/insight/selection.py)
     predictor: Adapter | None = field(default=None, repr=False)  # best_model's adapter
     data: PreparedData | None = field(default=None, repr=False)  # how new rows are read and labels decoded
 

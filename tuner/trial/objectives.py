@@ -12,14 +12,17 @@ from tuner.errors import ConfigError
 from tuner.records import TaskInfo
 from tuner.trial.metrics import DIRECTIONS, available_metrics
 
-__all__ = ["Objective", "parse_objective", "GAP_PENALTY", "BASELINE_MARGIN", "choose_pareto"]
+__all__ = ["Objective", "parse_objective", "GAP_PENALTY", "BASELINE_MARGIN", "BASELINE_SE", "choose_pareto"]
 
 #: ``gap_penalized = val_loss + GAP_PENALTY * max(0, val_loss - train_loss)``
 GAP_PENALTY = 0.5
 #: The chosen trial replaces the untuned model or the textbook recipe only when better on validation
-#: by more than this fraction of their objective: on the wide benchmark the three target rates all
-#: hold for margins from 0.01 to 0.04, with the mean test metric level (benchmarks/README.md).
+#: by more than this fraction of their objective ...
 BASELINE_MARGIN = 0.02
+#: ... and by more than this many standard errors of that gain (the one-standard-error rule: prefer the
+#: model the user knows unless the search's gain is beyond the noise; tuner/insight/selection.py).
+#: Both measured on the wide benchmark, 99 splits at two budgets (benchmarks/README.md).
+BASELINE_SE = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Replay the selection rule's bar (``BASELINE_MARGIN``, ``BASELINE_Z``) on ``regtuner_open`` rows.
+"""Replay the selection rule's bar (``BASELINE_MARGIN``, ``BASELINE_SE``) on ``regtuner_open`` rows.
 
     python -m benchmarks.select_replay OPEN.json PEERS.json [more PEERS.json ...]
         [--margins 0,0.01,0.02,0.03] [--z 0,0.5,1,1.5,2,3] [--reference 0.02,1] [--out PATH]

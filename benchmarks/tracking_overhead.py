@@ -5,15 +5,17 @@ Each study runs in a fresh process (imports done before the clock starts, as in 
 the study), alternately, ``--repeats`` times. Reported: the wall time of ``tune()`` for both, the
 difference, and the time the study's own thread spent inside tracker calls (what tracking takes from
 the study itself; the sending happens in the tracking worker process). Target: <= 2 % of the study's
-wall time.
+wall time. ``--server`` tracks into a real ``mlflow server`` on 127.0.0.1 (HTTP, one started for the
+whole benchmark, as a team's server outlives a study) instead of a SQLite file.
 
-    python -m benchmarks.tracking_overhead [--model keras|numpy] [--trials 50] [--repeats 3]
+    python -m benchmarks.tracking_overhead [--model keras|numpy] [--trials 50] [--repeats 3] [--server]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import resource
@@ -111,7 +113,7 @@ def _instrument() -> collections.Counter:
     return spent
 
 
-def run_one(model: str, tracked: bool, trials: int, epochs: int) -> dict:
+def run_one(model: str, tracked: bool, trials: int, epochs: int, uri: str | None = None) -> dict:
     """One study in this process; returns its timings."""
     if model == "numpy":
         from tests.fakes import NumpyAdapter  # noqa: F401 - registered below
@@ -124,7 +126,7 @@ def run_one(model: str, tracked: bool, trials: int, epochs: int) -> dict:
     spent = _instrument()
     with tempfile.TemporaryDirectory(prefix="regtuner-bench-") as tmp:
         os.chdir(tmp)
-        tracking = f"sqlite:///{tmp}/mlflow.db" if tracked else False
+        tracking = (uri or f"sqlite:///{tmp}/mlflow.db") if tracked else False
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         own = time.process_time()
         start = time.perf_counter()
@@ -155,17 +157,31 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--server", action="store_true", help="track into an mlflow server (HTTP)")
     parser.add_argument("--one", choices=("tracked", "untracked"), help=argparse.SUPPRESS)
+    parser.add_argument("--uri", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.model, args.one == "tracked", args.trials, args.epochs)))
+        print(json.dumps(run_one(args.model, args.one == "tracked", args.trials, args.epochs, args.uri)))
         return
+    with contextlib.ExitStack() as stack:
+        uri = None
+        if args.server:
+            from tests.mlflow_server import MlflowServer
+
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="regtuner-bench-server-")))
+            uri = stack.enter_context(MlflowServer(root)).url
+        _compare(args, uri)
+
+
+def _compare(args: argparse.Namespace, uri: str | None) -> None:
     runs: dict[str, list[dict]] = {"untracked": [], "tracked": []}
     root = str(Path(__file__).resolve().parent.parent)
     for repeat in range(args.repeats):
         for mode in ("untracked", "tracked") if repeat % 2 == 0 else ("tracked", "untracked"):
             command = [sys.executable, "-m", "benchmarks.tracking_overhead", "--model", args.model,
                        "--trials", str(args.trials), "--epochs", str(args.epochs), "--one", mode]  # fmt: skip
+            command += ["--uri", uri] if uri else []
             out = subprocess.run(command, cwd=root, check=True, capture_output=True, text=True).stdout
             runs[mode].append(json.loads(out.strip().splitlines()[-1]))
             print(f"{mode:>9}: {runs[mode][-1]['wall_s']:.1f} s", flush=True)
@@ -178,7 +194,8 @@ def main() -> None:
         m: statistics.median(r["by_method_s"].get(m, 0.0) for r in runs["tracked"]) for m in TRACKER_METHODS
     }
     summary = {
-        "model": args.model, "trials": args.trials, "max_epochs": args.epochs, "repeats": args.repeats,
+        "model": args.model, "store": "mlflow server (HTTP)" if uri else "sqlite", "trials": args.trials,
+        "max_epochs": args.epochs, "repeats": args.repeats,
         "cpus": os.cpu_count(), "median_wall_untracked_s": plain, "median_wall_tracked_s": tracked,
         "wall_overhead_pct": 100 * (tracked - plain) / plain, "median_in_tracker_s": inside,
         "in_tracker_pct": 100 * inside / tracked, "median_by_method_s": methods,
@@ -186,10 +203,11 @@ def main() -> None:
     }  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[args.model] = summary
+    data[args.model + ("_server" if uri else "")] = summary
     RESULTS.write_text(json.dumps(data, indent=2))
     print(
-        f"{args.model}, {args.trials} trials: untracked {plain:.1f} s, tracked {tracked:.1f} s "
+        f"{args.model} ({summary['store']}), {args.trials} trials: untracked {plain:.1f} s, "
+        f"tracked {tracked:.1f} s "
         f"({summary['wall_overhead_pct']:+.1f} %); in tracker calls {inside:.2f} s "
         f"({summary['in_tracker_pct']:.2f} % of the tracked study); tracking worker CPU {worker:.1f} s; "
         f"study process CPU {cpu['untracked']:.1f} s untracked, {cpu['tracked']:.1f} s tracked"

@@ -62,7 +62,7 @@ def test_a_gain_past_the_margin_must_also_clear_one_standard_error(se, returned)
     assert sel.margin == pytest.approx(max(BASELINE_MARGIN * 0.50, BASELINE_SE * (se or 0.0)))
     text = note(sel, obj)
     if returned == "trial":
-        said = "standard error 0.04 (1.2 standard errors)" if se else "the 2% and the 1 standard error"
+        said = "0.04 (1.2 standard errors): more than the 2% and the 1 standard error" if se else "measured)."
         assert "trial #3" in text and said in text
     else:
         assert sel.reason == "noise" and f"within {BASELINE_SE:g} standard error (0.06) of" in text

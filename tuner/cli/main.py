@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tuner import __version__
+from tuner.cli.quiet import quiet_tensorflow_import
 from tuner.errors import ConfigError, TunerError
 
 __all__ = ["main"]
@@ -50,6 +51,7 @@ COMMAND_MODULES: list[str] = ["tuner.cli.tracking", "tuner.cli.jobs", "tuner.cli
 def main(argv: Sequence[str] | None = None) -> int:
     # the command owns its process: TensorFlow's C++ start-up lines (oneDNN, CPU features) stay out
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_import()
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -145,12 +145,14 @@ def note(sel: Selection, obj: Objective) -> str | None:
     if sel.baseline is None:
         return None
     if sel.returned == "trial":
-        noise = f", standard error {sel.se:.2g}" if sel.se is not None and math.isfinite(sel.se) else ""
-        sigmas = f" ({sel.gain / sel.se:.1f} standard errors)" if noise and sel.se else ""
+        measured = sel.se is not None and math.isfinite(sel.se) and sel.se > 0
+        bar = f"the {BASELINE_MARGIN:.0%}" + (f" and the {BASELINE_SE:g} standard error" if measured else "")
+        noise = f", standard error {sel.se:.2g} ({sel.gain / sel.se:.1f} standard errors)" if measured else ""
+        unmeasured = "" if measured else " (its standard error could not be measured)"
         return (
-            f"Returned: trial #{sel.trial}. Its validation {obj.primary} {sel.trial_value:.4g} beat the "
-            f"{sel.baseline} baseline's {sel.baseline_value:.4g} by {sel.gain:.3g}{noise}{sigmas}: more "
-            f"than the {BASELINE_MARGIN:.0%} and the {BASELINE_SE:g} standard error a searched trial needs."
+            f"Returned: trial #{sel.trial}. Its {obj.primary} {sel.trial_value:.4g} beat the {sel.baseline} "
+            f"baseline's {sel.baseline_value:.4g} on validation by {sel.gain:.3g}{noise}: more than "
+            f"{bar} a searched trial needs{unmeasured}."
         )
     what = "your model as build_model gives it" if sel.returned == "untuned" else "the textbook recipe"
     head = f"Its {obj.primary} {sel.baseline_value:.4g}"

@@ -103,20 +103,17 @@ def test_paired_se_is_the_noise_of_the_difference_not_of_each_score():
     assert paired_se(mse, y[:100], a[:100], b[:100]) > se  # fewer rows, more noise
 
 
+def search_wins():
+    """A study whose best trial beats the baselines by far: the user's learning rate is far too small."""
+    with threadpool_limits(limits=1):
+        return tune(lambda: P.PlantedModel(5, 3, lr=1e-4), P.blobs(), space=P.SPACE, n_trials=3,
+                    max_epochs=8, tracking=False, progress=False)  # fmt: skip
+
+
 def test_the_returned_trials_gain_has_the_paired_standard_error_of_its_validation_rows():
     """A real study whose search wins: the standard error is the paired bootstrap of the log loss over
     the validation rows, from the returned model's predictions and the best baseline's."""
-    X, y = P.blobs()
-    with threadpool_limits(limits=1):
-        r = tune(
-            lambda: P.PlantedModel(5, 3, lr=1e-4),  # the user's rate is far too small: the search wins
-            (X, y),
-            space=P.SPACE,
-            n_trials=3,
-            max_epochs=8,
-            tracking=False,
-            progress=False,
-        )
+    r = search_wins()
     sel = r.selection
     assert sel.returned == r.chosen == "trial" and sel.gain > sel.margin
     baseline = next(b for b in r.baselines if b.name == sel.baseline)
@@ -138,17 +135,7 @@ def test_a_gain_within_the_noise_returns_the_baseline_refit_and_the_report_says_
     """The same study with a bar of a million standard errors: the trial cleared the margin, its refit
     is dropped, and the best baseline is refit and returned: its settings, its model, its test score."""
     monkeypatch.setattr(selection, "BASELINE_SE", 1e6)
-    X, y = P.blobs()
-    with threadpool_limits(limits=1):
-        r = tune(
-            lambda: P.PlantedModel(5, 3, lr=1e-4),
-            (X, y),
-            space=P.SPACE,
-            n_trials=3,
-            max_epochs=8,
-            tracking=False,
-            progress=False,
-        )
+    r = search_wins()
     sel = r.selection
     assert sel.reason == "noise" and sel.gain > BASELINE_MARGIN * abs(sel.baseline_value) and sel.se > 0
     baseline = next(b for b in r.baselines if b.name == sel.returned)

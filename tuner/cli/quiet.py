@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import os
 import sys
 import threading
@@ -71,17 +71,16 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         if fullname != self.name:
             return None
         sys.meta_path.remove(self)  # once: the import below and every later one are plain
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)  # type: ignore[arg-type]
-        if spec is None or spec.loader is None:
+        spec = importlib.util.find_spec(fullname)  # as the remaining finders see it
+        exec_module = getattr(spec.loader, "exec_module", None) if spec is not None else None
+        if spec is None or exec_module is None:
             return spec
-        loader = spec.loader
-        exec_module = loader.exec_module  # type: ignore[union-attr]
 
         def quietly(module: ModuleType) -> None:
             with filtered_stderr():
                 exec_module(module)
 
-        loader.exec_module = quietly  # type: ignore[method-assign, union-attr]
+        spec.loader.exec_module = quietly  # type: ignore[method-assign, union-attr]
         return spec
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,7 +62,7 @@ class Selection:
         return "noise" if self.margin > _floor(self.baseline_value) else "margin"
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"reason": self.reason}
+        return asdict(self) | {"reason": self.reason}
 
 
 def _floor(value: float) -> float:
@@ -141,7 +141,6 @@ def _fold_values(record: TrialRecord) -> list[float] | None:
 
 def note(sel: Selection, obj: Objective) -> str | None:
     """The sentence for ``result.notes``: why a baseline was returned, or how sure the trial's gain is."""
-    trial = f"the best searched trial's ({sel.trial_value:.4g}, trial #{sel.trial})"
     if sel.baseline is None:
         return None
     if sel.returned == "trial":
@@ -156,18 +155,15 @@ def note(sel: Selection, obj: Objective) -> str | None:
         )
     what = "your model as build_model gives it" if sel.returned == "untuned" else "the textbook recipe"
     head = f"Its {obj.primary} {sel.baseline_value:.4g}"
+    trial = f"the best searched trial's ({sel.trial_value:.4g}, trial #{sel.trial})"
     if sel.reason == "beaten":
         why_ = f"{head} beat {trial} on validation"
-    elif sel.reason == "margin":
-        why_ = (
-            f"{head} was within {BASELINE_MARGIN:.0%} of {trial} on validation, and a searched trial "
-            "replaces it only when better by more than that (smaller gains are validation noise)"
-        )
     else:
+        noise = f"{BASELINE_SE:g} standard error ({sel.se:.2g})" if sel.reason == "noise" else ""
+        within = noise or f"{BASELINE_MARGIN:.0%}"
         why_ = (
-            f"{head} was within {BASELINE_SE:g} standard error ({sel.se:.2g}) of {trial} on "
-            "validation, and a searched trial replaces it only when better by more than that "
-            "(smaller gains are validation noise)"
+            f"{head} was within {within} of {trial} on validation, and a searched trial replaces it only "
+            "when better by more than that (smaller gains are validation noise)"
         )
     return (
         f"Returned: the {sel.returned} baseline ({what}). {why_}; the test part scored it once. "
